@@ -1,0 +1,87 @@
+"""Plain frozen values passed between the stages; none of them does I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    """What a mailbox says about a folder without listing it: enough to tell, in O(1), whether anything is new."""
+
+    uidvalidity: int
+    uidnext: int
+    messages: int
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """One message as fetched from a folder: its bytes untouched, and what the server knows about it."""
+
+    folder: str
+    uidvalidity: int
+    uid: int
+    data: bytes
+    flags: frozenset[str] = frozenset()
+    internal_date: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Address:
+    """A mailbox address with its decoded display name ('' when absent)."""
+
+    name: str
+    email: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """What we know of an attachment without keeping its content."""
+
+    filename: str
+    content_type: str
+    size: int
+
+
+class MessageKind(enum.StrEnum):
+    """Who wrote a message, as far as its headers tell: only ``customer`` mail is ever triaged and answered."""
+
+    CUSTOMER = "customer"
+    AUTO_REPLY = "auto-reply"
+    BOUNCE = "bounce"
+    BULK = "bulk"
+    OWN = "own"
+
+    @property
+    def is_automatic(self) -> bool:
+        return self is not MessageKind.CUSTOMER
+
+
+@dataclass(frozen=True)
+class ParsedEmail:
+    """A message decoded best-effort; ``defects`` lists what was wrong with it, in words."""
+
+    message_id: str
+    message_id_synthetic: bool
+    sender: Address | None
+    reply_to: tuple[Address, ...]
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    subject: str
+    date: datetime | None
+    internal_date: datetime | None
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    text: str
+    new_text: str
+    attachments: tuple[Attachment, ...]
+    kind: MessageKind
+    kind_reason: str
+    content_hash: str
+    size: int
+    defects: tuple[str, ...] = field(default=())

@@ -1,0 +1,419 @@
+"""Raw message bytes into a :class:`ParsedEmail`, best-effort: malformed mail is decoded as well as it can be and
+what was wrong is listed in ``defects``, never raised.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import hashlib
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email import policy
+from email.header import decode_header
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+
+import charset_normalizer
+import lxml.html
+from lxml.etree import ParserError
+from mailparser_reply import EmailReplyParser
+
+from mailtriage.models import Address, Attachment, MessageKind, ParsedEmail
+
+MAX_DEPTH = 40
+"""Deeper MIME nesting than this is not walked (and recorded as a defect): real mail nests a handful of levels."""
+MAX_PARTS = 500
+MAX_TEXT_CHARS = 200_000
+"""The body text kept; the customer's new text is looked for in its first ``NEW_TEXT_WINDOW`` characters."""
+NEW_TEXT_WINDOW = 8_000
+SYNTHETIC_DOMAIN = "mailtriage.invalid"
+
+_PARSER = BytesParser(policy=policy.compat32)
+_REPLY_PARSER = EmailReplyParser(languages=["en", "fr", "de"])
+_MSGID = re.compile(r"<[^<>\s]+>")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+_SURROGATES = re.compile(r"[\udc80-\udcff]")
+_AUTOMATIC_SUBJECT = re.compile(
+    r"^\s*(auto(matic)?[ -]?reply|out of (the )?office|autoreply|abwesenheitsnotiz|abwesend|automatische antwort"
+    r"|r[ée]ponse automatique|absence du bureau|absent\b)",
+    re.IGNORECASE,
+)
+_BOUNCE_SENDERS = ("mailer-daemon", "postmaster")
+_SUPPRESS_VALUES = {"all", "oof", "autoreply", "dr", "ndr", "rn", "nrn"}
+
+
+def parse_message(
+    data: bytes, *, internal_date: datetime | None = None, own_addresses: frozenset[str] = frozenset()
+) -> ParsedEmail:
+    """Decode ``data`` (a whole RFC 5322 message) into a ParsedEmail; never raises for malformed input."""
+    content_hash = hashlib.sha256(data).hexdigest()
+    defects: list[str] = []
+    try:
+        msg = _PARSER.parsebytes(data)
+    except Exception as exc:  # the stdlib parser is lenient; this guards its rare internal errors
+        defects.append(f"unparseable message ({type(exc).__name__}); read as plain text")
+        msg = Message()
+        msg.set_payload(data.decode("utf-8", errors="replace"))
+    defects.extend(_describe(d) for d in msg.defects)
+
+    message_id = _first_msgid(_header(msg, "Message-ID", defects))
+    synthetic = message_id is None
+    if message_id is None:
+        message_id = f"<{content_hash[:32]}@{SYNTHETIC_DOMAIN}>"
+        defects.append("no Message-ID: a synthetic one was made from the content")
+
+    text, attachments, content_types = _body(msg, defects)
+    sender = _first(_addresses(msg, "From", defects))
+    subject = _header(msg, "Subject", defects)
+    kind, reason = _kind(msg, sender, subject, content_types, own_addresses, defects)
+    return ParsedEmail(
+        message_id=message_id,
+        message_id_synthetic=synthetic,
+        sender=sender,
+        reply_to=_addresses(msg, "Reply-To", defects),
+        to=_addresses(msg, "To", defects),
+        cc=_addresses(msg, "Cc", defects),
+        subject=subject,
+        date=_date(msg, defects),
+        internal_date=internal_date,
+        in_reply_to=_first_msgid(_header(msg, "In-Reply-To", defects)),
+        references=tuple(_MSGID.findall(_header(msg, "References", defects))),
+        text=text,
+        new_text=_new_text(text, defects),
+        attachments=attachments,
+        kind=kind,
+        kind_reason=reason,
+        content_hash=content_hash,
+        size=len(data),
+        defects=tuple(dict.fromkeys(defects)),
+    )
+
+
+def _describe(defect: Exception) -> str:
+    name = re.sub(r"(?<!^)(?=[A-Z])", " ", type(defect).__name__).lower()
+    return f"{name}: {defect}" if str(defect) else name
+
+
+# --- headers -------------------------------------------------------------------------------------------------------
+# Headers are decoded here rather than by ``policy.default``: its header objects cost most of the parse time and raise
+# on access for malformed values, where we want the text whatever its state.
+
+
+def _header(msg: Message, name: str, defects: list[str]) -> str:
+    """The decoded value of header ``name`` on one line ('' when absent), however broken its encoding."""
+    return _clean_header(name, _decode_words(_raw_header(msg, name), name, defects), defects)
+
+
+def _raw_header(msg: Message, name: str) -> str:
+    value = msg.get(name)
+    if value is None or isinstance(value, str):
+        return value or ""
+    # compat32 wraps a value with raw 8-bit bytes in a Header; the raw text keeps them as surrogates.
+    for key, raw in msg.raw_items():
+        if key.lower() == name.lower():
+            return str(raw)
+    return ""
+
+
+def _decode_words(raw: str, name: str, defects: list[str]) -> str:
+    """Decode RFC 2047 encoded-words, each in its own charset, with a detected one where that is unknown."""
+    if _SURROGATES.search(raw):
+        raw = _decode_8bit(raw.encode("utf-8", "surrogateescape"))
+        defects.append(f"{name} header has raw 8-bit bytes")
+    if "=?" not in raw:
+        return raw
+    try:
+        chunks = decode_header(raw)
+    except Exception:
+        defects.append(f"{name} header has malformed encoded-words")
+        return raw
+    words = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            words.append(chunk)
+            continue
+        words.append(_decode_bytes(chunk, charset, f"{name} header", defects))
+    return "".join(words)
+
+
+def _decode_bytes(data: bytes, charset: str | None, what: str, defects: list[str]) -> str:
+    """Decode with ``charset`` when it is known and fits, else with a detected one, else UTF-8 with U+FFFD."""
+    declared = charset.strip().lower() if charset else None
+    if declared in ("unknown-8bit", "x-unknown"):
+        declared = None
+    if declared:
+        try:
+            codecs.lookup(declared)
+        except LookupError:
+            defects.append(f"{what}: unknown charset {declared!r}")
+            declared = None
+    try:
+        return data.decode(declared or "utf-8")
+    except UnicodeDecodeError:
+        pass
+    encoding = "cp1252" if _looks_western(data) else _detect(data)
+    defects.append(f"{what}: not valid {declared or 'utf-8'}, decoded as {encoding}")
+    return data.decode(encoding, errors="replace")
+
+
+_WESTERN_MARKS = set("€‚„…‘’“”–—•«»°§©®™·")
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{4,}")
+
+
+def _looks_western(data: bytes) -> bool:
+    """Whether ``data`` reads as Windows-1252 text (the usual mislabel in English, French and German mail).
+
+    Charset detectors guess poorly on a few hundred bytes of accented Latin text; CJK and Cyrillic bytes read as
+    1252 give long runs of symbols, which this rules out.
+    """
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    high = [ch for ch in text if ord(ch) > 127]
+    return all(ch.isalpha() or ch in _WESTERN_MARKS for ch in high) and not _NON_ASCII_RUN.search(text)
+
+
+def _detect(data: bytes) -> str:
+    best = charset_normalizer.from_bytes(data[:65536]).best()
+    return best.encoding if best is not None else "utf-8"
+
+
+def _clean_header(name: str, text: str, defects: list[str]) -> str:
+    if "\r" in text or "\n" in text:
+        if _LINE_BREAKS.search(text.strip()):
+            defects.append(f"{name} header decodes to several lines; joined into one")
+        text = _LINE_BREAKS.sub(" ", text)
+    if _CONTROL.search(text):
+        defects.append(f"{name} header has control characters; removed")
+        text = _CONTROL.sub("", text)
+    return text.strip()
+
+
+def _decode_8bit(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ...]:
+    raw = _raw_header(msg, name)
+    if not raw:
+        return ()
+    if _SURROGATES.search(raw):
+        raw = _decode_8bit(raw.encode("utf-8", "surrogateescape"))
+    result = []
+    for display, email in getaddresses([raw]):
+        email = _clean_header(name, email, defects).strip("<> ")
+        if "@" not in email:
+            if email:
+                defects.append(f"{name} header: {email[:60]!r} is not an address")
+            continue
+        display = _clean_header(name, _decode_words(display, name, defects), defects)
+        result.append(Address(display.strip('" '), email))
+    return tuple(result)
+
+
+def _first(addresses: tuple[Address, ...]) -> Address | None:
+    return addresses[0] if addresses else None
+
+
+def _first_msgid(value: str) -> str | None:
+    found = _MSGID.search(value)
+    if found:
+        return found.group(0)
+    value = value.strip()
+    return f"<{value}>" if value and " " not in value else None
+
+
+def _date(msg: Message, defects: list[str]) -> datetime | None:
+    raw = _raw_header(msg, "Date")
+    if not raw:
+        return None
+    try:
+        parsed = parsedate_to_datetime(raw.strip())
+    except (TypeError, ValueError, IndexError):
+        defects.append(f"Date header is not a date: {raw.strip()[:80]!r}")
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# --- body ------------------------------------------------------------------------------------------------------------
+
+
+def _leaves(msg: Message, defects: list[str]) -> Iterator[Message]:
+    """Walk the MIME tree without recursion, depth-first, within MAX_DEPTH and MAX_PARTS."""
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    seen = 0
+    while stack:
+        part, depth = stack.pop()
+        seen += 1
+        if seen > MAX_PARTS:
+            defects.append(f"more than {MAX_PARTS} MIME parts: the rest were not read")
+            return
+        if part.get_content_type() == "message/rfc822" or not part.is_multipart():
+            yield part
+            continue
+        if depth >= MAX_DEPTH:
+            defects.append(f"MIME nesting deeper than {MAX_DEPTH} levels: the inner parts were not read")
+            continue
+        children = part.get_payload()
+        if isinstance(children, list):
+            stack.extend((child, depth + 1) for child in reversed(children))
+
+
+def _body(msg: Message, defects: list[str]) -> tuple[str, tuple[Attachment, ...], frozenset[str]]:
+    plain: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = []
+    content_types = {msg.get_content_type()}
+    for part in _leaves(msg, defects):
+        content_type = part.get_content_type()
+        content_types.add(content_type)
+        if part.get_content_maintype() == "multipart":
+            content_type = "text/plain"  # a multipart whose parts could not be found: its body is all we have
+        filename = _filename(part, defects)
+        is_attachment = part.get_content_disposition() == "attachment" or filename is not None
+        if content_type in ("text/plain", "text/html") and not is_attachment:
+            if content_type == "text/plain" and plain is None:
+                plain = _part_text(part, defects)
+            elif content_type == "text/html" and html is None:
+                html = _part_text(part, defects)
+            continue
+        if content_type == "multipart/report" or content_type.startswith("message/delivery"):
+            continue
+        attachments.append(Attachment(filename or "", content_type, _payload_size(part)))
+    if plain is None and html is not None:
+        text = _html_to_text(html, defects)
+    else:
+        text = plain or ""
+    text = text.replace("\x00", "")
+    if len(text) > MAX_TEXT_CHARS:
+        text = text[:MAX_TEXT_CHARS]
+        defects.append(f"body text longer than {MAX_TEXT_CHARS} characters: truncated")
+    return text, tuple(attachments), frozenset(content_types)
+
+
+def _filename(part: Message, defects: list[str]) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:
+        defects.append("an attachment's filename could not be decoded")
+        return None
+    return None if name is None else _clean_header("filename", str(name), defects)
+
+
+def _payload(part: Message, defects: list[str]) -> bytes:
+    raw = part.get_payload()
+    if not isinstance(raw, str):
+        return b""
+    if part.get("Content-Transfer-Encoding", "").strip().lower() == "base64":
+        return _lenient_base64(raw, defects)
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:
+        data = None
+    return data if isinstance(data, bytes) else raw.encode("utf-8", "surrogateescape")
+
+
+def _lenient_base64(raw: str, defects: list[str]) -> bytes:
+    """Decode base64 skipping characters outside its alphabet and a dangling last character, as mail clients do."""
+    encoded = re.sub(r"\s+", "", raw).split("=", 1)[0]
+    cleaned = re.sub(r"[^A-Za-z0-9+/]+", "", encoded)
+    if cleaned != encoded:
+        defects.append("base64 body has characters outside the base64 alphabet; skipped")
+    if len(cleaned) % 4 == 1:
+        cleaned = cleaned[:-1]
+    return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4))
+
+
+def _payload_size(part: Message) -> int:
+    if part.get_content_type() == "message/rfc822":
+        return sum(len(bytes(p)) for p in part.get_payload() if isinstance(p, Message)) if part.is_multipart() else 0
+    return len(_payload(part, []))
+
+
+def _part_text(part: Message, defects: list[str]) -> str:
+    charset = part.get_param("charset")
+    return _decode_bytes(_payload(part, defects), charset if isinstance(charset, str) else None, "body", defects)
+
+
+_BLOCKS = ("p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote", "pre", "hr")
+
+
+def _html_to_text(html: str, defects: list[str]) -> str:
+    """Text of an HTML body, one line per block, without scripts and styles.
+
+    lxml directly rather than an HTML-to-text library: those walk the tree in Python and cost 10x more per mail,
+    and the classifier needs words and line breaks, not layout.
+    """
+    try:
+        root = lxml.html.document_fromstring(html)
+    except (ParserError, ValueError) as exc:
+        defects.append(f"HTML could not be parsed ({exc}); tags stripped")
+        return re.sub(r"<[^>]*>", " ", html)
+    for bad in root.xpath("//script|//style|//head"):
+        bad.drop_tree()
+    for block in root.iter(*_BLOCKS):
+        block.tail = "\n" + (block.tail or "")
+    lines = (" ".join(line.split()) for line in root.text_content().splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _new_text(text: str, defects: list[str]) -> str:
+    """The customer's own new words: quoted earlier messages and the signature removed."""
+    window = text[:NEW_TEXT_WINDOW]
+    try:
+        reply = _REPLY_PARSER.parse_reply(window)
+    except Exception as exc:
+        defects.append(f"quoted text could not be separated ({type(exc).__name__})")
+        reply = None
+    return (reply or window).strip()
+
+
+# --- who wrote it ----------------------------------------------------------------------------------------------------
+
+
+def _kind(
+    msg: Message,
+    sender: Address | None,
+    subject: str,
+    content_types: frozenset[str],
+    own: frozenset[str],
+    defects: list[str],
+) -> tuple[MessageKind, str]:
+    """Tell customer mail from our own, bounces, auto-replies and bulk mail (RFC 3834 and common practice)."""
+    address = sender.email.lower() if sender else ""
+    if address and address in own:
+        return MessageKind.OWN, f"sent from our own address {address}"
+    if "multipart/report" in content_types or "message/delivery-status" in content_types:
+        return MessageKind.BOUNCE, "a delivery report (multipart/report)"
+    if address.split("@")[0] in _BOUNCE_SENDERS:
+        return MessageKind.BOUNCE, f"sent by {address}"
+    auto_submitted = _header(msg, "Auto-Submitted", defects).lower()
+    if auto_submitted and auto_submitted != "no":
+        return MessageKind.AUTO_REPLY, f"Auto-Submitted: {auto_submitted}"
+    for name in ("X-Autoreply", "X-Autorespond", "X-Autorespond-From"):
+        if _header(msg, name, defects):
+            return MessageKind.AUTO_REPLY, f"{name} header"
+    suppress = {v.strip().lower() for v in _header(msg, "X-Auto-Response-Suppress", defects).split(",")}
+    if suppress & _SUPPRESS_VALUES:
+        return MessageKind.AUTO_REPLY, "X-Auto-Response-Suppress header"
+    precedence = _header(msg, "Precedence", defects).lower()
+    if precedence == "auto_reply":
+        return MessageKind.AUTO_REPLY, "Precedence: auto_reply"
+    if precedence in ("bulk", "list", "junk"):
+        return MessageKind.BULK, f"Precedence: {precedence}"
+    for name in ("List-Id", "List-Unsubscribe"):
+        if _header(msg, name, defects):
+            return MessageKind.BULK, f"{name} header"
+    if _header(msg, "Return-Path", defects).strip() == "<>":
+        return MessageKind.AUTO_REPLY, "empty Return-Path"
+    if _AUTOMATIC_SUBJECT.search(subject):
+        return MessageKind.AUTO_REPLY, "subject of an automatic reply"
+    return MessageKind.CUSTOMER, "written by a person"

@@ -1,0 +1,320 @@
+"""Configuration: one TOML file plus ``MAILTRIAGE_*`` environment overrides; the only place config is read.
+
+Environment variables override the file with ``__`` between nesting levels, e.g.
+``MAILTRIAGE_SCHEDULE__POLL_INTERVAL=30``. Secrets are never required in the file: each mailbox names an
+environment variable, a file or a command that yields its password or XOAUTH2 token.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import shlex
+import subprocess
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from mailtriage.errors import MISSING, ConfigError, SecretError
+
+ENV_PREFIX = "MAILTRIAGE_"
+CONFIG_ENV = "MAILTRIAGE_CONFIG"
+DEFAULT_CONFIG = "mailtriage.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Security(enum.StrEnum):
+    TLS = "tls"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
+class Auth(enum.StrEnum):
+    PASSWORD = "password"
+    XOAUTH2 = "xoauth2"
+
+
+class Secret(_Section):
+    """Where a mailbox's password or token comes from: exactly one of ``env``, ``file`` or ``command``."""
+
+    env: str | None = None
+    file: Path | None = None
+    command: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Secret:
+        given = [name for name in ("env", "file", "command") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("exactly one of env, file or command")
+        return self
+
+    def describe(self) -> str:
+        """Say where the secret comes from, without revealing it (a command line may itself carry a secret)."""
+        if self.env is not None:
+            return f"environment variable {self.env}"
+        if self.file is not None:
+            return f"file {self.file}"
+        return "command (hidden)"
+
+    def check(self, source: str, key: str) -> None:
+        """Raise SecretError now if an environment variable or file secret cannot be read; commands run later."""
+        if self.env is not None and not os.environ.get(self.env):
+            raise SecretError(source, f"{key}.env", self.env, "an environment variable that is set and not empty")
+        if self.file is not None:
+            try:
+                if not self.file.read_text(encoding="utf-8").strip():
+                    raise SecretError(source, f"{key}.file", str(self.file), "a file holding the secret (it is empty)")
+            except OSError as exc:
+                raise SecretError(source, f"{key}.file", str(self.file), f"a readable file ({exc.strerror})") from None
+
+    def read(self, source: str, key: str) -> str:
+        """Return the secret, stripped of surrounding whitespace; a command runs each time (tokens expire)."""
+        self.check(source, key)
+        if self.env is not None:
+            return os.environ[self.env].strip()
+        if self.file is not None:
+            return self.file.read_text(encoding="utf-8").strip()
+        assert self.command is not None
+        try:
+            done = subprocess.run(
+                shlex.split(self.command), capture_output=True, text=True, timeout=self.timeout, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SecretError(
+                source, f"{key}.command", "(hidden)", f"a command that runs and prints the secret ({exc})"
+            ) from None
+        if done.returncode != 0 or not done.stdout.strip():
+            raise SecretError(
+                source,
+                f"{key}.command",
+                "(hidden)",
+                f"a command that exits 0 and prints the secret (it exited {done.returncode})",
+            )
+        return done.stdout.strip()
+
+
+class Folders(_Section):
+    """Folder names; drafts and sent are found by SPECIAL-USE (RFC 6154) when not set."""
+
+    inbox: str = "INBOX"
+    drafts: str | None = None
+    sent: str | None = None
+
+
+class MailboxSettings(_Section):
+    """One mailbox to triage: an IMAP account or a local Maildir."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.@-]+$")
+    maildir: Path | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Security = Security.TLS
+    tls_verify: bool = True
+    ca_file: Path | None = None
+    username: str | None = None
+    auth: Auth = Auth.PASSWORD
+    secret: Secret | None = None
+    folders: Folders = Folders()
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _imap_or_maildir(self) -> MailboxSettings:
+        if self.maildir is not None:
+            if self.host is not None:
+                raise ValueError("either maildir or host, not both")
+            return self
+        missing = [key for key in ("host", "username", "secret") if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f"maildir = PATH, or an IMAP account with {', '.join(missing)} set")
+        return self
+
+    @property
+    def is_imap(self) -> bool:
+        return self.maildir is None
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 993 if self.security is Security.TLS else 143
+
+
+class ScheduleSettings(_Section):
+    poll_interval: float = Field(default=60.0, gt=0, description="seconds between polls")
+    idle: bool = True
+    idle_timeout: float = Field(default=1500.0, gt=0, le=1740, description="seconds before IDLE is re-issued")
+    backoff_initial: float = Field(default=5.0, gt=0)
+    backoff_max: float = Field(default=300.0, gt=0)
+
+
+class IntakeSettings(_Section):
+    batch_size: int = Field(default=100, ge=1, le=5000)
+    max_per_cycle: int = Field(default=2000, ge=1)
+    own_addresses: tuple[str, ...] = ()
+
+    @field_validator("own_addresses")
+    @classmethod
+    def _lowercase(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(address.strip().lower() for address in value)
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:///mailtriage.db"
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError("a database URL such as sqlite:///mailtriage.db or postgresql://host/db") from None
+        return value
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_lines: bool = False
+
+
+class Settings(BaseSettings):
+    """The whole configuration: what ``config.example.toml`` documents."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    mailboxes: tuple[MailboxSettings, ...] = Field(min_length=1)
+    schedule: ScheduleSettings = ScheduleSettings()
+    intake: IntakeSettings = IntakeSettings()
+    store: StoreSettings = StoreSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init arguments; the environment wins over it.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _unique_mailbox_names(self) -> Settings:
+        names = [mailbox.name for mailbox in self.mailboxes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"mailbox names that are unique (got {', '.join(names)})")
+        return self
+
+    def own_addresses(self) -> frozenset[str]:
+        """Our own addresses: the configured ones and every IMAP username that is an address."""
+        usernames = {m.username.lower() for m in self.mailboxes if m.username and "@" in m.username}
+        return frozenset(self.intake.own_addresses) | usernames
+
+
+def find_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """The config file to use: the one given, else ``$MAILTRIAGE_CONFIG``, else ``./mailtriage.toml``."""
+    environ = os.environ if environ is None else environ
+    if path is not None:
+        return path
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    return Path(DEFAULT_CONFIG)
+
+
+def load_settings(path: Path, *, check_secrets: bool = True) -> Settings:
+    """Read and validate the config file at ``path`` with environment overrides.
+
+    Relative paths (Maildir, secret files, a SQLite store) are taken relative to the file's folder.
+
+    Raises:
+        ConfigError: naming the file, key, value and what was expected, for the first bad value.
+    """
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, "(file)", str(path), f"a config file (copy config.example.toml to {path})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "(file)", str(path), f"a readable UTF-8 file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "(syntax)", MISSING, f"valid TOML ({exc})") from None
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise _config_error(source, exc, data) from None
+    settings = _resolve_paths(settings, path.resolve().parent)
+    if check_secrets:
+        for index, mailbox in enumerate(settings.mailboxes):
+            if mailbox.secret is not None:
+                mailbox.secret.check(source, f"mailboxes[{index}].secret")
+    return settings
+
+
+def _config_error(source: str, exc: ValidationError, data: Mapping[str, Any]) -> ConfigError:
+    error = exc.errors()[0]
+    loc = [part for part in error["loc"] if part not in ("function-after",)]
+    env_name = ENV_PREFIX + "__".join(str(part) for part in loc).upper()
+    if loc and env_name in {name.upper() for name in os.environ}:
+        source = f"environment {env_name}"
+    key = ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in loc).replace(".[", "[")
+    value = error.get("input", MISSING) if error["type"] != "missing" else MISSING
+    if isinstance(value, Mapping) and error["type"] != "extra_forbidden":
+        value = MISSING if error["type"] == "missing" else "{...}"
+    expected = str(error["msg"])
+    for prefix in ("Input should be ", "Value error, "):
+        expected = expected.removeprefix(prefix)
+    if error["type"] in ("enum", "literal_error"):
+        expected = f"one of {expected}"
+    elif error["type"] == "extra_forbidden":
+        expected = "no such setting; see config.example.toml for the known keys"
+    elif error["type"] == "missing":
+        expected = "a value (this setting is required)"
+        if loc == ["mailboxes"]:
+            expected = "at least one [[mailboxes]] table"
+    elif error["type"] == "too_short" and loc == ["mailboxes"]:
+        expected = "at least one [[mailboxes]] table"
+    return ConfigError(source, key or "(top level)", value, expected)
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    def under(path: Path | None) -> Path | None:
+        return None if path is None else (base / path.expanduser())
+
+    mailboxes = []
+    for mailbox in settings.mailboxes:
+        secret = mailbox.secret
+        if secret is not None and secret.file is not None:
+            secret = secret.model_copy(update={"file": under(secret.file)})
+        mailboxes.append(
+            mailbox.model_copy(
+                update={"maildir": under(mailbox.maildir), "ca_file": under(mailbox.ca_file), "secret": secret}
+            )
+        )
+    store = settings.store
+    url = make_url(store.url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        store = store.model_copy(update={"url": url.set(database=str(base / url.database)).render_as_string(False)})
+    return settings.model_copy(update={"mailboxes": tuple(mailboxes), "store": store})
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, with every secret and password replaced by a description."""
+    data = settings.model_dump(mode="json")
+    for index, mailbox in enumerate(settings.mailboxes):
+        if mailbox.secret is not None:
+            data["mailboxes"][index]["secret"] = mailbox.secret.describe()
+    data["store"]["url"] = make_url(settings.store.url).render_as_string(hide_password=True)
+    return data

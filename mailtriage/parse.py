@@ -35,6 +35,7 @@ _PARSER = BytesParser(policy=policy.compat32)
 _REPLY_PARSER = EmailReplyParser(languages=["en", "fr", "de"])
 _MSGID = re.compile(r"<[^<>\s]+>")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
+_FOLDING = re.compile(r"\r?\n(?=[ \t])")
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 _SURROGATES = re.compile(r"[\udc80-\udcff]")
 _AUTOMATIC_SUBJECT = re.compile(
@@ -105,11 +106,12 @@ def _describe(defect: Exception) -> str:
 
 def _header(msg: Message, name: str, defects: list[str]) -> str:
     """The decoded value of header ``name`` on one line ('' when absent), however broken its encoding."""
-    return _clean_header(name, _decode_words(_raw_header(msg, name), name, defects), defects)
+    raw = _FOLDING.sub("", _raw_header(msg, name))
+    return _clean_header(name, _decode_words(raw, name, defects), defects)
 
 
 def _raw_header(msg: Message, name: str) -> str:
-    value = msg.get(name)
+    value: object = msg.get(name)
     if value is None or isinstance(value, str):
         return value or ""
     # compat32 wraps a value with raw 8-bit bytes in a Header; the raw text keeps them as surrogates.
@@ -202,7 +204,7 @@ def _decode_8bit(data: bytes) -> str:
 
 
 def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ...]:
-    raw = _raw_header(msg, name)
+    raw = _FOLDING.sub("", _raw_header(msg, name))
     if not raw:
         return ()
     if _SURROGATES.search(raw):

@@ -1,0 +1,49 @@
+"""``mailtriage demo``: sample support mail in English, French and German, triaged from a temporary Maildir."""
+
+from __future__ import annotations
+
+import mailbox
+from importlib import resources
+from pathlib import Path
+
+from mailtriage.pipeline import CycleReport
+from mailtriage.scheduler import daemon_from_settings
+from mailtriage.settings import IntakeSettings, MailboxSettings, Settings, StoreSettings
+from mailtriage.store import MessageRecord
+
+SUPPORT_ADDRESS = "support@shop.example.com"
+
+
+def sample_mail() -> list[bytes]:
+    """The demo's sample messages, shipped in the package (``mailtriage/demo_mail``)."""
+    folder = resources.files("mailtriage").joinpath("demo_mail")
+    return [
+        entry.read_bytes() for entry in sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".eml")
+    ]
+
+
+def build_maildir(path: Path) -> int:
+    """Fill a new Maildir at ``path`` with the sample mail; returns how many messages it holds."""
+    box = mailbox.Maildir(path, create=True)
+    for data in sample_mail():
+        box.add(data)
+    return len(box)
+
+
+def demo_settings(workdir: Path) -> Settings:
+    return Settings(
+        mailboxes=(MailboxSettings(name="demo", maildir=workdir / "Maildir"),),
+        store=StoreSettings(url=f"sqlite:///{workdir / 'mailtriage.db'}"),
+        intake=IntakeSettings(own_addresses=(SUPPORT_ADDRESS,)),
+    )
+
+
+def run_demo(workdir: Path) -> tuple[list[CycleReport], list[MessageRecord]]:
+    """Build the sample Maildir under ``workdir``, run one cycle over it and return what was recorded."""
+    build_maildir(workdir / "Maildir")
+    settings = demo_settings(workdir)
+    daemon = daemon_from_settings(settings)
+    reports = daemon.run_once()
+    records = daemon.store.messages()
+    daemon.store.close()
+    return reports, records

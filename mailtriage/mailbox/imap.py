@@ -1,0 +1,221 @@
+"""An IMAP account as a mailbox; the only module that imports imapclient.
+
+Reading is side-effect free twice over: folders are opened read-only (EXAMINE) and bodies fetched with
+``BODY.PEEK[]``, so no message ever gets ``\\Seen`` because mailtriage read it.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import imapclient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from mailtriage.errors import AuthenticationFailed, MailboxError, SecretError
+from mailtriage.models import FolderStatus, RawMessage
+from mailtriage.settings import Auth, MailboxSettings, Security
+
+log = logging.getLogger(__name__)
+
+FETCH_BYTES = 20 * 1024 * 1024
+"""At most this many message bytes are fetched in one command, so a batch of big attachments stays in bounds."""
+_SPECIAL = {"drafts": imapclient.imapclient.DRAFTS, "sent": imapclient.imapclient.SENT}
+_NEW_MAIL = (b"EXISTS", b"RECENT")
+
+
+class ImapMailbox:
+    """One IMAP account; connects on first use and again after any failure."""
+
+    def __init__(self, settings: MailboxSettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.inbox = settings.folders.inbox
+        self._client: Any = None
+        self._selected: str | None = None
+        self._lock = threading.RLock()
+
+    # --- connection ----------------------------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        if self._client is not None:
+            return self._client
+        s = self.settings
+        client = imapclient.IMAPClient(
+            s.host, port=s.effective_port, ssl=s.security is Security.TLS, ssl_context=self._tls(), timeout=s.timeout
+        )
+        try:
+            if s.security is Security.STARTTLS:
+                client.starttls(self._tls())
+            assert s.secret is not None and s.username is not None  # guaranteed by MailboxSettings
+            secret = s.secret.read(f"mailbox {s.name!r}", "secret")
+            if s.auth is Auth.XOAUTH2:
+                client.oauth2_login(s.username, secret)
+            else:
+                client.login(s.username, secret)
+        except BaseException:
+            _quietly_close(client)
+            raise
+        client.normalise_times = False
+        self._client = client
+        self._selected = None
+        log.debug("mailbox %s: connected to %s:%s", self.name, s.host, s.effective_port)
+        return client
+
+    def _tls(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.settings.ca_file) if self.settings.ca_file else None)
+        if not self.settings.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        """A connected client; any failure drops the connection and becomes a MailboxError."""
+        with self._lock:
+            try:
+                yield self._connect()
+            except LoginError as exc:
+                self._drop()
+                raise AuthenticationFailed(
+                    self.name, f"login refused for {self.settings.username}: {_text(exc)}"
+                ) from None
+            except SecretError:
+                self._drop()
+                raise
+            except (TimeoutError, IMAPClientError, OSError, ssl.SSLError) as exc:
+                self._drop()
+                raise MailboxError(self.name, f"{type(exc).__name__}: {_text(exc)}") from None
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            _quietly_close(self._client)
+        self._client = None
+        self._selected = None
+
+    def _examine(self, client: Any, folder: str) -> None:
+        if self._selected == folder:
+            client.noop()  # lets the server report mail that arrived since the folder was opened
+            return
+        client.select_folder(folder, readonly=True)
+        self._selected = folder
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                try:
+                    self._client.logout()
+                except Exception:
+                    pass
+            self._drop()
+
+    # --- reading -------------------------------------------------------------------------------------------------
+
+    def status(self, folder: str) -> FolderStatus:
+        with self._session() as client:
+            found = client.folder_status(folder, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"])
+        return FolderStatus(int(found[b"UIDVALIDITY"]), int(found[b"UIDNEXT"]), int(found[b"MESSAGES"]))
+
+    def uids_above(self, folder: str, uid: int) -> list[int]:
+        with self._session() as client:
+            self._examine(client, folder)
+            found = client.search(["UID", f"{uid + 1}:*"])
+        # "n:*" always matches the highest UID, even one below n.
+        return sorted(u for u in found if u > uid)
+
+    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[RawMessage]:
+        if not uids:
+            return
+        with self._session() as client:
+            self._examine(client, folder)
+            uidvalidity = int(client.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
+            sizes = client.fetch(list(uids), ["RFC822.SIZE"])
+        for chunk in _by_size(sorted(sizes), {u: int(sizes[u].get(b"RFC822.SIZE", 0)) for u in sizes}):
+            with self._session() as client:
+                self._examine(client, folder)
+                found = client.fetch(chunk, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+            for uid in sorted(found):
+                item = found[uid]
+                if b"BODY[]" not in item:
+                    continue
+                yield RawMessage(
+                    folder=folder,
+                    uidvalidity=uidvalidity,
+                    uid=uid,
+                    data=bytes(item[b"BODY[]"]),
+                    flags=frozenset(_text(f) for f in item.get(b"FLAGS", ())),
+                    internal_date=_aware(item.get(b"INTERNALDATE")),
+                )
+
+    def special_folder(self, role: str) -> str | None:
+        """The folder the server marks with SPECIAL-USE ``role`` ('drafts' or 'sent'), or the configured one."""
+        configured = getattr(self.settings.folders, role)
+        if configured:
+            return str(configured)
+        with self._session() as client:
+            found = client.find_special_folder(_SPECIAL[role])
+        return None if found is None else str(found)
+
+    # --- waiting for mail ----------------------------------------------------------------------------------------
+
+    def supports_idle(self) -> bool:
+        with self._session() as client:
+            return bool(client.has_capability("IDLE"))
+
+    def wait_for_mail(self, folder: str, timeout: float, stop: threading.Event) -> bool:
+        """Block in IMAP IDLE until new mail arrives in ``folder`` (True) or ``timeout`` or ``stop`` (False).
+
+        Meant for a connection of its own: IDLE occupies the connection until it ends.
+        """
+        with self._session() as client:
+            self._examine(client, folder)
+            client.idle()
+            try:
+                deadline = time.monotonic() + timeout
+                while not stop.is_set() and time.monotonic() < deadline:
+                    responses = client.idle_check(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                    if any(len(r) > 1 and r[1] in _NEW_MAIL for r in responses):
+                        return True
+                return False
+            finally:
+                client.idle_done()
+
+
+def _by_size(uids: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:
+    chunk: list[int] = []
+    total = 0
+    for uid in uids:
+        if chunk and total + sizes[uid] > FETCH_BYTES:
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(uid)
+        total += sizes[uid]
+    if chunk:
+        yield chunk
+
+
+def _aware(value: object) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, Exception) and value.args:
+        return _text(value.args[0])
+    return str(value)
+
+
+def _quietly_close(client: Any) -> None:
+    try:
+        client.shutdown()
+    except Exception:
+        pass

@@ -1,0 +1,125 @@
+"""A local Maildir as a mailbox (standard library ``mailbox``): the demo's backend and for servers that deliver to
+Maildir.
+
+Maildir has no UIDs, so this adapter keeps them, IMAP-style, in ``.mailtriage-uids.json`` inside each folder it
+reads: a file of its own beside ``cur/``, ``new/`` and ``tmp/``, which mail clients ignore. If the file is lost a new
+UIDVALIDITY is chosen, and the pipeline recognises the messages it already has by Message-ID and content.
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailtriage.errors import MailboxError
+from mailtriage.models import FolderStatus, RawMessage
+
+UID_FILE = ".mailtriage-uids.json"
+_FLAGS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
+
+
+@dataclass
+class _UidMap:
+    uidvalidity: int
+    next_uid: int = 1
+    uids: dict[str, int] = field(default_factory=dict)
+    stamp: tuple[int, int] = (0, 0)
+
+
+class MaildirMailbox:
+    """A Maildir (with Maildir++ subfolders such as ``.Drafts``) seen through IMAP's UID semantics."""
+
+    def __init__(self, name: str, path: Path, inbox: str = "INBOX") -> None:
+        self.name = name
+        self.path = path
+        self.inbox = inbox
+        self._maps: dict[str, _UidMap] = {}
+
+    def _folder(self, folder: str) -> mailbox.Maildir:
+        if not (self.path / "cur").is_dir():
+            raise MailboxError(self.name, f"{self.path} is not a Maildir (no cur/ folder)", retryable=True)
+        root = mailbox.Maildir(self.path, create=False)
+        if folder == self.inbox:
+            return root
+        try:
+            return root.get_folder(folder)
+        except mailbox.NoSuchMailboxError:
+            raise MailboxError(self.name, f"no folder {folder!r} in {self.path}") from None
+
+    def _refresh(self, folder: str) -> tuple[mailbox.Maildir, _UidMap]:
+        box = self._folder(folder)
+        directory = Path(box._path)
+        stamp = (os.stat(directory / "new").st_mtime_ns, os.stat(directory / "cur").st_mtime_ns)
+        uid_map = self._maps.get(folder) or _load(directory / UID_FILE)
+        if uid_map.stamp != stamp:
+            keys = set(box.keys())
+            fresh = sorted(keys - uid_map.uids.keys(), key=_delivery_order)
+            for key in fresh:
+                uid_map.uids[key] = uid_map.next_uid
+                uid_map.next_uid += 1
+            uid_map.uids = {k: v for k, v in uid_map.uids.items() if k in keys}
+            uid_map.stamp = stamp
+            _save(directory / UID_FILE, uid_map)
+        self._maps[folder] = uid_map
+        return box, uid_map
+
+    def status(self, folder: str) -> FolderStatus:
+        _, uid_map = self._refresh(folder)
+        return FolderStatus(uid_map.uidvalidity, uid_map.next_uid, len(uid_map.uids))
+
+    def uids_above(self, folder: str, uid: int) -> list[int]:
+        _, uid_map = self._refresh(folder)
+        return sorted(u for u in uid_map.uids.values() if u > uid)
+
+    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[RawMessage]:
+        box, uid_map = self._refresh(folder)
+        keys = {uid: key for key, uid in uid_map.uids.items()}
+        for uid in sorted(uids):
+            key = keys.get(uid)
+            if key is None:
+                continue
+            try:
+                message = box.get_message(key)
+                data = box.get_bytes(key)
+            except (KeyError, FileNotFoundError):
+                continue  # removed by another client since it was listed
+            flags = frozenset(_FLAGS[f] for f in message.get_flags() if f in _FLAGS)
+            received = datetime.fromtimestamp(message.get_date(), UTC)
+            yield RawMessage(folder, uid_map.uidvalidity, uid, data, flags, received)
+
+    def close(self) -> None:
+        self._maps.clear()
+
+
+def _delivery_order(key: str) -> tuple[float, str]:
+    head = key.split(".", 1)[0]
+    try:
+        return float(head), key
+    except ValueError:
+        return 0.0, key
+
+
+def _load(path: Path) -> _UidMap:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return _UidMap(
+            int(data["uidvalidity"]), int(data["next_uid"]), {str(k): int(v) for k, v in data["uids"].items()}
+        )
+    except FileNotFoundError:
+        return _UidMap(uidvalidity=int(time.time()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        # A damaged UID file: start a new UID space; known messages are matched by Message-ID and content.
+        return _UidMap(uidvalidity=int(time.time()))
+
+
+def _save(path: Path, uid_map: _UidMap) -> None:
+    data = {"uidvalidity": uid_map.uidvalidity, "next_uid": uid_map.next_uid, "uids": uid_map.uids}
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(temporary, path)

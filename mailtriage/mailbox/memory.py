@@ -1,0 +1,65 @@
+"""An in-memory mailbox with IMAP's UID semantics, for unit tests and for trying stages without a server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from mailtriage.models import FolderStatus, RawMessage
+
+
+@dataclass
+class _Folder:
+    uidvalidity: int
+    next_uid: int = 1
+    messages: dict[int, tuple[bytes, frozenset[str], datetime]] = field(default_factory=dict)
+
+
+class MemoryMailbox:
+    """Folders of messages held in memory; UIDs ascend per folder and UIDVALIDITY can be changed at will."""
+
+    def __init__(self, name: str = "memory", inbox: str = "INBOX", uidvalidity: int = 1) -> None:
+        self.name = name
+        self.inbox = inbox
+        self._folders: dict[str, _Folder] = {inbox: _Folder(uidvalidity)}
+        self.fetched: list[int] = []
+        """Every UID fetched, in order: lets tests see what a cycle read."""
+
+    def append(self, folder: str, data: bytes, flags: Iterable[str] = (), internal_date: datetime | None = None) -> int:
+        box = self._folders.setdefault(folder, _Folder(1))
+        uid = box.next_uid
+        box.next_uid += 1
+        box.messages[uid] = (data, frozenset(flags), internal_date or datetime.now(UTC))
+        return uid
+
+    def expunge(self, folder: str, uid: int) -> None:
+        """Remove a message, as another client might (mailtriage itself never does)."""
+        del self._folders[folder].messages[uid]
+
+    def renumber(self, folder: str, uidvalidity: int) -> None:
+        """Give the folder a new UIDVALIDITY and new UIDs, as a server does after a rebuild."""
+        box = self._folders[folder]
+        old = [box.messages[uid] for uid in sorted(box.messages)]
+        self._folders[folder] = _Folder(uidvalidity, len(old) + 1, {i + 1: m for i, m in enumerate(old)})
+
+    def flags(self, folder: str, uid: int) -> frozenset[str]:
+        return self._folders[folder].messages[uid][1]
+
+    def status(self, folder: str) -> FolderStatus:
+        box = self._folders[folder]
+        return FolderStatus(box.uidvalidity, box.next_uid, len(box.messages))
+
+    def uids_above(self, folder: str, uid: int) -> list[int]:
+        return sorted(u for u in self._folders[folder].messages if u > uid)
+
+    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[RawMessage]:
+        box = self._folders[folder]
+        for uid in sorted(uids):
+            if uid in box.messages:
+                data, flags, date = box.messages[uid]
+                self.fetched.append(uid)
+                yield RawMessage(folder, box.uidvalidity, uid, data, flags, date)
+
+    def close(self) -> None:
+        pass

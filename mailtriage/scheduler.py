@@ -1,0 +1,168 @@
+"""The daemon: one APScheduler job per mailbox, an IMAP IDLE listener beside each IMAP job, graceful shutdown.
+
+Each mailbox is polled on its own job, so one mailbox that fails (a wrong password, a server down) is logged and
+retried with capped exponential backoff while the others go on. SIGTERM or SIGINT lets the message in hand finish,
+closes connections and ends with exit code 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from mailtriage.errors import AuthenticationFailed, MailboxError
+from mailtriage.mailbox import Mailbox, open_mailbox
+from mailtriage.mailbox.imap import ImapMailbox
+from mailtriage.pipeline import CycleOptions, CycleReport, run_cycle
+from mailtriage.settings import ScheduleSettings, Settings
+from mailtriage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def backoff(failures: int, schedule: ScheduleSettings) -> float:
+    """Seconds to wait after ``failures`` failures in a row: doubling from ``backoff_initial``, capped."""
+    return float(min(schedule.backoff_max, schedule.backoff_initial * 2 ** max(0, failures - 1)))
+
+
+class Daemon:
+    """Runs cycles for every mailbox, once (``run_once``) or on a schedule until told to stop (``run_forever``)."""
+
+    def __init__(
+        self,
+        mailboxes: Sequence[Mailbox],
+        store: Store,
+        options: CycleOptions,
+        schedule: ScheduleSettings,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.mailboxes = list(mailboxes)
+        self.store = store
+        self.options = options
+        self.schedule = schedule
+        self.now = now
+        self.stop = threading.Event()
+        self._failures = {mailbox.name: 0 for mailbox in self.mailboxes}
+
+    def cycle(self, mailbox: Mailbox) -> CycleReport:
+        """One cycle for one mailbox; a mailbox failure is logged and reported, never raised."""
+        try:
+            report = run_cycle(mailbox, self.store, now=self.now, options=self.options, should_stop=self.stop.is_set)
+        except MailboxError as exc:
+            self._failures[mailbox.name] += 1
+            delay = backoff(self._failures[mailbox.name], self.schedule)
+            hint = " (check its username and secret)" if isinstance(exc, AuthenticationFailed) else ""
+            log.error("%s%s; other mailboxes go on; retrying in %.0f s", exc, hint, delay)
+            mailbox.close()
+            return CycleReport(mailbox.name, error=str(exc))
+        if self._failures[mailbox.name]:
+            log.info("mailbox %s: working again after %d failed cycles", mailbox.name, self._failures[mailbox.name])
+        self._failures[mailbox.name] = 0
+        return report
+
+    def run_once(self) -> list[CycleReport]:
+        try:
+            return [self.cycle(mailbox) for mailbox in self.mailboxes]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for mailbox in self.mailboxes:
+            mailbox.close()
+
+    # --- the long-running loop -----------------------------------------------------------------------------------
+
+    def run_forever(self, install_signals: bool = True) -> None:
+        """Poll every mailbox on schedule, woken early by IDLE, until ``stop`` is set (by SIGTERM/SIGINT)."""
+        if install_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
+        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+        watchers = []
+        try:
+            for mailbox in self.mailboxes:
+                scheduler.add_job(
+                    self._scheduled_cycle, "interval", args=[mailbox, scheduler], id=mailbox.name,
+                    seconds=self.schedule.poll_interval, next_run_time=datetime.now(UTC), misfire_grace_time=None,
+                )  # fmt: skip
+            scheduler.start()
+            if self.schedule.idle:
+                for mailbox in self.mailboxes:
+                    if isinstance(mailbox, ImapMailbox):
+                        watcher = threading.Thread(
+                            target=self._watch, args=(mailbox, scheduler), name=f"idle-{mailbox.name}", daemon=True
+                        )
+                        watcher.start()
+                        watchers.append(watcher)
+            log.info(
+                "watching %d mailbox(es): polling every %.0f s%s",
+                len(self.mailboxes), self.schedule.poll_interval, ", IDLE where the server has it" if watchers else "",
+            )  # fmt: skip
+            self.stop.wait()
+            log.info("stopping: finishing the message in hand, then closing connections")
+        finally:
+            self.stop.set()
+            if scheduler.running:
+                scheduler.shutdown(wait=True)
+            for watcher in watchers:
+                watcher.join(timeout=5)
+            self.close()
+            log.info("stopped")
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        self.stop.set()
+
+    def _scheduled_cycle(self, mailbox: Mailbox, scheduler: BackgroundScheduler) -> None:
+        if self.stop.is_set():
+            return
+        report = self.cycle(mailbox)
+        if not report.ok:
+            delay = backoff(self._failures[mailbox.name], self.schedule)
+            scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+        elif report.backlog:
+            scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC))  # more waiting: go on at once
+
+    def _watch(self, mailbox: ImapMailbox, scheduler: BackgroundScheduler) -> None:
+        """Hold an IDLE connection of its own and wake the mailbox's job as soon as mail arrives."""
+        listener = ImapMailbox(mailbox.settings)
+        failures = 0
+        try:
+            if not listener.supports_idle():
+                log.info("mailbox %s: the server has no IDLE; polling only", mailbox.name)
+                return
+            while not self.stop.is_set():
+                try:
+                    if listener.wait_for_mail(mailbox.inbox, self.schedule.idle_timeout, self.stop):
+                        scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC))
+                    failures = 0
+                except MailboxError as exc:
+                    failures += 1
+                    delay = backoff(failures, self.schedule)
+                    log.warning("%s (IDLE); polling goes on; listening again in %.0f s", exc, delay)
+                    self.stop.wait(delay)
+        except MailboxError as exc:
+            log.warning("%s; cannot use IDLE, polling only", exc)
+        finally:
+            listener.close()
+
+
+def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcnow) -> Daemon:
+    """The daemon for a loaded configuration: its mailboxes, its store, its cycle options."""
+    options = CycleOptions(
+        own_addresses=settings.own_addresses(),
+        batch_size=settings.intake.batch_size,
+        max_per_cycle=settings.intake.max_per_cycle,
+    )
+    mailboxes = [open_mailbox(mailbox) for mailbox in settings.mailboxes]
+    return Daemon(mailboxes, Store(settings.store.url), options, settings.schedule, now)

@@ -1,0 +1,347 @@
+"""The store: per-folder sync state, one row per message with every decision about it, an append-only audit log.
+
+SQLite by default (WAL), through SQLAlchemy Core so that a PostgreSQL URL works too; the schema is versioned by
+Alembic migrations under ``mailtriage/migrations`` and brought up to date whenever a store is opened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from mailtriage.errors import StoreError
+from mailtriage.models import ParsedEmail, RawMessage
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+metadata = sa.MetaData()
+sync_state = sa.Table(
+    "sync_state",
+    metadata,
+    sa.Column("mailbox", sa.String, primary_key=True),
+    sa.Column("folder", sa.String, primary_key=True),
+    sa.Column("uidvalidity", sa.BigInteger),
+    sa.Column("last_uid", sa.BigInteger),
+    sa.Column("updated_at", sa.DateTime),
+)
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("mailbox", sa.String),
+    sa.Column("folder", sa.String),
+    sa.Column("uidvalidity", sa.BigInteger),
+    sa.Column("uid", sa.BigInteger),
+    sa.Column("message_id", sa.String),
+    sa.Column("message_id_synthetic", sa.Boolean),
+    sa.Column("content_hash", sa.String),
+    sa.Column("size", sa.Integer),
+    sa.Column("sender", sa.String),
+    sa.Column("sender_name", sa.String),
+    sa.Column("subject", sa.Text),
+    sa.Column("sent_at", sa.DateTime),
+    sa.Column("received_at", sa.DateTime),
+    sa.Column("in_reply_to", sa.String),
+    sa.Column("kind", sa.String),
+    sa.Column("kind_reason", sa.String),
+    sa.Column("status", sa.String),
+    sa.Column("new_text", sa.Text),
+    sa.Column("attachments", sa.JSON),
+    sa.Column("defects", sa.JSON),
+    sa.Column("error", sa.Text),
+    sa.Column("recorded_at", sa.DateTime),
+)
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime),
+    sa.Column("mailbox", sa.String),
+    sa.Column("message", sa.Integer),
+    sa.Column("action", sa.String),
+    sa.Column("detail", sa.JSON),
+)
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """How far a folder has been read: every UID up to ``last_uid`` under ``uidvalidity`` is recorded."""
+
+    uidvalidity: int
+    last_uid: int
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """A message as the store knows it."""
+
+    id: int
+    mailbox: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    message_id: str
+    content_hash: str
+    sender: str
+    subject: str
+    kind: str
+    status: str
+    received_at: datetime | None
+    recorded_at: datetime
+    defects: tuple[str, ...]
+    error: str | None
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    at: datetime
+    mailbox: str
+    message: int | None
+    action: str
+    detail: dict[str, Any]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Datetimes are stored as naive UTC (SQLite has no time zones) and handed out as aware UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+class Store:
+    """The database behind mailtriage; safe to share between threads (one connection per transaction)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = _engine(url)
+            self.migrate()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the store at {_shown(url)}: {_reason(exc)}") from None
+
+    def migrate(self) -> None:
+        """Bring the schema up to the newest migration (a no-op when it already is)."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store {_shown(self.url)}: {_reason(exc)}") from None
+
+    # --- sync state ----------------------------------------------------------------------------------------------
+
+    def sync_state(self, mailbox: str, folder: str) -> SyncState | None:
+        with self._transaction() as db:
+            row = db.execute(
+                sa.select(sync_state.c.uidvalidity, sync_state.c.last_uid).where(
+                    sync_state.c.mailbox == mailbox, sync_state.c.folder == folder
+                )
+            ).first()
+        return None if row is None else SyncState(row.uidvalidity, row.last_uid)
+
+    def set_sync_state(self, mailbox: str, folder: str, state: SyncState, now: datetime) -> None:
+        with self._transaction() as db:
+            self._save_state(db, mailbox, folder, state, now)
+
+    def _save_state(self, db: Connection, mailbox: str, folder: str, state: SyncState, now: datetime) -> None:
+        values = {"uidvalidity": state.uidvalidity, "last_uid": state.last_uid, "updated_at": _naive(now)}
+        updated = db.execute(
+            sync_state.update().where(sync_state.c.mailbox == mailbox, sync_state.c.folder == folder).values(values)
+        )
+        if updated.rowcount == 0:
+            db.execute(sync_state.insert().values(mailbox=mailbox, folder=folder, **values))
+
+    # --- messages ------------------------------------------------------------------------------------------------
+
+    def find(self, mailbox: str, message_id: str, content_hash: str) -> MessageRecord | None:
+        """The message with this Message-ID and content, wherever it was seen in this mailbox."""
+        with self._transaction() as db:
+            row = db.execute(
+                sa.select(messages).where(
+                    messages.c.mailbox == mailbox,
+                    messages.c.message_id == message_id,
+                    messages.c.content_hash == content_hash,
+                )
+            ).first()
+        return None if row is None else _record(row)
+
+    def record(
+        self,
+        mailbox: str,
+        raw: RawMessage,
+        parsed: ParsedEmail,
+        *,
+        status: str,
+        now: datetime,
+        error: str | None = None,
+    ) -> int:
+        """Record a newly read message and advance the folder's sync state past it, in one transaction.
+
+        A crash before the commit leaves neither, so the message is read again; after it, both, so it is not.
+        """
+        values = {
+            "mailbox": mailbox,
+            "folder": raw.folder,
+            "uidvalidity": raw.uidvalidity,
+            "uid": raw.uid,
+            "message_id": parsed.message_id,
+            "message_id_synthetic": parsed.message_id_synthetic,
+            "content_hash": parsed.content_hash,
+            "size": parsed.size,
+            "sender": parsed.sender.email if parsed.sender else "",
+            "sender_name": parsed.sender.name if parsed.sender else "",
+            "subject": parsed.subject,
+            "sent_at": _naive(parsed.date),
+            "received_at": _naive(parsed.internal_date),
+            "in_reply_to": parsed.in_reply_to,
+            "kind": parsed.kind.value,
+            "kind_reason": parsed.kind_reason,
+            "status": status,
+            "new_text": parsed.new_text,
+            "attachments": [[a.filename, a.content_type, a.size] for a in parsed.attachments],
+            "defects": list(parsed.defects),
+            "error": error,
+            "recorded_at": _naive(now),
+        }
+        with self._transaction() as db:
+            message = int(db.execute(messages.insert().values(values)).inserted_primary_key[0])  # type: ignore[index]
+            detail = {"uid": raw.uid, "status": status, "kind": parsed.kind.value, "defects": len(parsed.defects)}
+            self._audit(db, mailbox, message, "recorded", detail, now)
+            self._save_state(db, mailbox, raw.folder, SyncState(raw.uidvalidity, raw.uid), now)
+        return message
+
+    def relocate(self, record: MessageRecord, raw: RawMessage, *, reason: str, now: datetime) -> None:
+        """Note that a known message now sits at ``raw``'s folder and UID, and advance the sync state past it."""
+        with self._transaction() as db:
+            db.execute(
+                messages.update()
+                .where(messages.c.id == record.id)
+                .values(folder=raw.folder, uidvalidity=raw.uidvalidity, uid=raw.uid)
+            )
+            detail = {
+                "from": [record.folder, record.uidvalidity, record.uid],
+                "to": [raw.folder, raw.uidvalidity, raw.uid],
+                "reason": reason,
+            }
+            self._audit(db, record.mailbox, record.id, "relocated", detail, now)
+            self._save_state(db, record.mailbox, raw.folder, SyncState(raw.uidvalidity, raw.uid), now)
+
+    def messages(self, mailbox: str | None = None) -> list[MessageRecord]:
+        query = sa.select(messages).order_by(messages.c.id)
+        if mailbox is not None:
+            query = query.where(messages.c.mailbox == mailbox)
+        with self._transaction() as db:
+            return [_record(row) for row in db.execute(query)]
+
+    def count(self, mailbox: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(messages)
+        if mailbox is not None:
+            query = query.where(messages.c.mailbox == mailbox)
+        with self._transaction() as db:
+            return int(db.execute(query).scalar_one())
+
+    # --- audit log -----------------------------------------------------------------------------------------------
+
+    def audit(
+        self, mailbox: str, action: str, detail: dict[str, Any], *, now: datetime, message: int | None = None
+    ) -> None:
+        with self._transaction() as db:
+            self._audit(db, mailbox, message, action, detail, now)
+
+    def _audit(
+        self, db: Connection, mailbox: str, message: int | None, action: str, detail: dict[str, Any], now: datetime
+    ) -> None:
+        db.execute(
+            audit_log.insert().values(at=_naive(now), mailbox=mailbox, message=message, action=action, detail=detail)
+        )
+
+    def audit_events(self, mailbox: str | None = None) -> list[AuditEvent]:
+        query = sa.select(audit_log).order_by(audit_log.c.id)
+        if mailbox is not None:
+            query = query.where(audit_log.c.mailbox == mailbox)
+        with self._transaction() as db:
+            return [
+                AuditEvent(_utc(r.at) or r.at, r.mailbox, r.message, r.action, _json(r.detail))
+                for r in db.execute(query)
+            ]
+
+
+def _record(row: sa.Row[Any]) -> MessageRecord:
+    return MessageRecord(
+        id=row.id,
+        mailbox=row.mailbox,
+        folder=row.folder,
+        uidvalidity=row.uidvalidity,
+        uid=row.uid,
+        message_id=row.message_id,
+        content_hash=row.content_hash,
+        sender=row.sender,
+        subject=row.subject,
+        kind=row.kind,
+        status=row.status,
+        received_at=_utc(row.received_at),
+        recorded_at=_utc(row.recorded_at) or row.recorded_at,
+        defects=tuple(_json(row.defects)),
+        error=row.error,
+    )
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _engine(url: str) -> Engine:
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets readers (status, review) work beside the daemon; NORMAL sync is durable across process
+            # crashes, which is what exactly-once needs; a busy timeout rides out a moment of contention.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    return engine
+
+
+def _shown(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    original = getattr(exc, "orig", None)
+    return str(original or exc).splitlines()[0]

@@ -55,10 +55,10 @@ def parse_message(
     defects: list[str] = []
     try:
         msg = _PARSER.parsebytes(data)
-    except Exception as exc:  # the stdlib parser is lenient; this guards its rare internal errors
-        defects.append(f"unparseable message ({type(exc).__name__}); read as plain text")
-        msg = Message()
-        msg.set_payload(data.decode("utf-8", errors="replace"))
+    except RecursionError:
+        # The stdlib parser recurses once per nesting level; thousands of levels exhaust the stack.
+        msg = _PARSER.parsebytes(data, headersonly=True)
+        defects.append("MIME structure nested too deeply to parse: body read as text")
     defects.extend(_describe(d) for d in msg.defects)
 
     message_id = _first_msgid(_header(msg, "Message-ID", defects))

@@ -65,6 +65,7 @@ def run_cycle(
     now: Callable[[], datetime],
     options: CycleOptions = CycleOptions(),
     should_stop: Callable[[], bool] = lambda: False,
+    stages: Callable[[ParsedEmail], str] = triage,
 ) -> CycleReport:
     """Process what arrived in ``mailbox``'s inbox since the last cycle, each message exactly once.
 
@@ -92,7 +93,7 @@ def run_cycle(
         return report
     report.backlog = max(0, len(uids) - options.max_per_cycle)
     for raw in _fetch(mailbox, folder, uids[: options.max_per_cycle], options.batch_size):
-        _process(raw, mailbox.name, store, now(), options, report)
+        _process(raw, mailbox.name, store, now(), options, stages, report)
         if should_stop():
             log.info("mailbox %s: stopping after UID %s as asked", mailbox.name, raw.uid)
             break
@@ -105,7 +106,13 @@ def _fetch(mailbox: Mailbox, folder: str, uids: list[int], batch_size: int) -> I
 
 
 def _process(
-    raw: RawMessage, mailbox: str, store: Store, now: datetime, options: CycleOptions, report: CycleReport
+    raw: RawMessage,
+    mailbox: str,
+    store: Store,
+    now: datetime,
+    options: CycleOptions,
+    stages: Callable[[ParsedEmail], str],
+    report: CycleReport,
 ) -> None:
     parsed = parse_message(raw.data, internal_date=raw.internal_date, own_addresses=options.own_addresses)
     known = store.find(mailbox, parsed.message_id, parsed.content_hash)
@@ -113,7 +120,7 @@ def _process(
         _seen_again(known, raw, store, now, report)
         return
     try:
-        status, error = triage(parsed), None
+        status, error = stages(parsed), None
     except Exception as exc:  # a failing stage must not stop the cycle; the message is kept for a human
         log.exception("mailbox %s: UID %s %s: triage failed", mailbox, raw.uid, parsed.message_id)
         status, error = FAILED, f"{type(exc).__name__}: {exc}"

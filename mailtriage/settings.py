@@ -183,7 +183,6 @@ class StoreSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    json_lines: bool = False
 
 
 class Settings(BaseSettings):

@@ -133,7 +133,7 @@ class Store:
         try:
             self.engine = _engine(url)
             self.migrate()
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open the store at {_shown(url)}: {_reason(exc)}") from None
 
     def migrate(self) -> None:
@@ -342,6 +342,6 @@ def _shown(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
-def _reason(exc: SQLAlchemyError) -> str:
+def _reason(exc: Exception) -> str:
     original = getattr(exc, "orig", None)
     return str(original or exc).splitlines()[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import mailbox
 import os
-import time
+import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -111,15 +111,17 @@ def _load(path: Path) -> _UidMap:
         return _UidMap(
             int(data["uidvalidity"]), int(data["next_uid"]), {str(k): int(v) for k, v in data["uids"].items()}
         )
-    except FileNotFoundError:
-        return _UidMap(uidvalidity=int(time.time()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        # A damaged UID file: start a new UID space; known messages are matched by Message-ID and content.
-        return _UidMap(uidvalidity=int(time.time()))
+        # No UID file yet, or a damaged one: start a new UID space under a new UIDVALIDITY; messages already
+        # recorded are recognised by Message-ID and content.
+        return _UidMap(uidvalidity=secrets.randbelow(2**31 - 1) + 1)
 
 
 def _save(path: Path, uid_map: _UidMap) -> None:
     data = {"uidvalidity": uid_map.uidvalidity, "next_uid": uid_map.next_uid, "uids": uid_map.uids}
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data), encoding="utf-8")
+    with temporary.open("w", encoding="utf-8") as out:
+        json.dump(data, out)
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(temporary, path)

@@ -1,0 +1,243 @@
+"""A private Dovecot IMAP server for tests: its own config, passwd-file users, maildirs and an OAuth2 endpoint.
+
+Started once per test run on a free loopback port; every test gets a fresh user. Dovecot refuses uid 0 for
+mail, so mail is stored as the ``mail`` user, and the server itself must be started as root.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import imapclient
+
+from mailtriage.settings import MailboxSettings, Secret, Security
+
+CONFIG = """\
+base_dir = {dir}/run
+state_dir = {dir}/state
+log_path = {dir}/log/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login xoauth2 oauthbearer
+mail_location = maildir:{dir}/mail/%u
+mail_uid = mail
+mail_gid = mail
+first_valid_uid = 1
+imap_idle_notify_interval = 1 secs
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+passdb {{
+  driver = passwd-file
+  mechanisms = plain login
+  args = scheme=PLAIN username_format=%u {dir}/users
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {dir}/oauth2.conf.ext
+}}
+userdb {{
+  driver = static
+  args = uid=mail gid=mail home={dir}/mail/%u
+}}
+namespace inbox {{
+  inbox = yes
+  mailbox Drafts {{
+    special_use = \\Drafts
+    auto = subscribe
+  }}
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+}}
+"""
+
+OAUTH2 = """\
+introspection_mode = post
+introspection_url = http://127.0.0.1:{port}/introspect
+username_attribute = username
+active_attribute = active
+active_value = true
+force_introspection = yes
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unavailable_reason() -> str | None:
+    """Why a private Dovecot cannot run here, or None when it can."""
+    if shutil.which("dovecot") is None:
+        return "dovecot is not installed (apt-get install dovecot-imapd)"
+    if os.geteuid() != 0:
+        return "dovecot tests start a private server as root (mail is stored as the mail user)"
+    return None
+
+
+@dataclass
+class Account:
+    """A fresh IMAP user on the test server."""
+
+    server: DovecotServer
+    username: str
+    password: str
+    secret_file: Path
+
+    def settings(self, name: str | None = None, **overrides: object) -> MailboxSettings:
+        values: dict[str, object] = {
+            "name": name or self.username,
+            "host": "127.0.0.1",
+            "port": self.server.port,
+            "security": Security.NONE,
+            "username": self.username,
+            "secret": Secret(file=self.secret_file),
+            "timeout": 10.0,
+        }
+        values.update(overrides)
+        return MailboxSettings.model_validate(values)
+
+    def client(self) -> imapclient.IMAPClient:
+        client = imapclient.IMAPClient("127.0.0.1", port=self.server.port, ssl=False, timeout=10)
+        client.login(self.username, self.password)
+        return client
+
+    def append_many(
+        self, messages: Iterable[bytes], folder: str = "INBOX", flags: Iterable[str] = (), date: datetime | None = None
+    ) -> int:
+        client = self.client()
+        count = 0
+        try:
+            for data in messages:
+                client.append(folder, data, flags=tuple(flags), msg_time=date)
+                count += 1
+        finally:
+            client.logout()
+        return count
+
+    def flags(self, folder: str = "INBOX") -> dict[int, tuple[bytes, ...]]:
+        client = self.client()
+        try:
+            client.select_folder(folder, readonly=True)
+            return {uid: item[b"FLAGS"] for uid, item in client.fetch("1:*", ["FLAGS"]).items()}
+        finally:
+            client.logout()
+
+
+@dataclass
+class DovecotServer:
+    directory: Path
+    port: int
+    http_port: int
+    tokens: dict[str, str] = field(default_factory=dict)
+    """XOAUTH2 tokens the introspection endpoint accepts, token -> username."""
+    _httpd: http.server.HTTPServer | None = None
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "dovecot.conf"
+
+    def start(self) -> None:
+        for sub in ("run", "state", "log", "mail"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.directory / "mail", "mail", "mail")
+        (self.directory / "users").write_text("")
+        self.config.write_text(CONFIG.format(dir=self.directory, port=self.port))
+        (self.directory / "oauth2.conf.ext").write_text(OAUTH2.format(port=self.http_port))
+        self._start_introspection()
+        self._launch()
+
+    def _launch(self) -> None:
+        # Dovecot daemonizes and its children keep stdout open: capturing it would wait forever.
+        with (self.directory / "log" / "launch.log").open("ab") as log:
+            subprocess.run(["dovecot", "-c", str(self.config)], check=True, stdout=log, stderr=log)
+        self.wait_until_listening()
+
+    def wait_until_listening(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"dovecot did not listen on port {self.port}: see {self.directory}/log/dovecot.log")
+
+    def stop(self) -> None:
+        subprocess.run(["doveadm", "-c", str(self.config), "stop"], stdout=subprocess.DEVNULL, check=False)
+        if self._httpd is not None:
+            self._httpd.shutdown()
+
+    def restart(self) -> None:
+        """Stop and start the server, as an operator or a crash would; every connection is dropped."""
+        subprocess.run(["doveadm", "-c", str(self.config), "stop"], stdout=subprocess.DEVNULL, check=False)
+        pid_file = self.directory / "run" / "master.pid"
+        deadline = time.monotonic() + 10
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._launch()
+
+    def new_account(self) -> Account:
+        username = f"u{secrets.token_hex(5)}"
+        password = secrets.token_urlsafe(12)
+        with (self.directory / "users").open("a") as users:
+            users.write(f"{username}:{{PLAIN}}{password}\n")
+        secret_file = self.directory / f"{username}.secret"
+        secret_file.write_text(password + "\n")
+        return Account(self, username, password, secret_file)
+
+    def _start_introspection(self) -> None:
+        tokens = self.tokens
+
+        class Introspect(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                length = int(self.headers.get("Content-Length", 0))
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                token = form.get("token", [""])[0]
+                body = {"active": "true", "username": tokens[token]} if token in tokens else {"active": "false"}
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.http_port), Introspect)
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+
+def start_server() -> DovecotServer:
+    directory = Path(tempfile.mkdtemp(prefix="mailtriage-dovecot-"))
+    directory.chmod(0o755)  # the mail user must reach its maildirs
+    server = DovecotServer(directory, free_port(), free_port())
+    server.start()
+    return server

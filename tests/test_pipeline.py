@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from mailtriage.mailbox.memory import MemoryMailbox
+from mailtriage.models import ParsedEmail
+from mailtriage.pipeline import CycleOptions, run_cycle
+from mailtriage.store import Store
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def clock() -> datetime:
+    return NOW
+
+
+def customer_mail(n: int, subject: str | None = None, extra: str = "") -> bytes:
+    return (
+        f"From: Customer {n} <c{n}@example.com>\nTo: support@example.com\nSubject: {subject or f'Order {n}'}\n"
+        f"Message-ID: <m{n}@example.com>\n{extra}\nMy order {n} has not arrived.\n"
+    ).encode()
+
+
+def fill(mailbox: MemoryMailbox, count: int, start: int = 0) -> None:
+    for n in range(start, start + count):
+        mailbox.append("INBOX", customer_mail(n))
+
+
+def test_every_new_message_is_recorded_once_and_a_second_cycle_records_none(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    fill(mailbox, 30)
+    first = run_cycle(mailbox, store, now=clock)
+    second = run_cycle(mailbox, store, now=clock)
+    assert (first.new, second.new, second.skipped) == (30, 0, 0)
+    assert store.count() == 30
+    assert {r.status for r in store.messages()} == {"unclassified"}
+
+
+def test_an_idle_cycle_fetches_nothing(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    fill(mailbox, 10)
+    run_cycle(mailbox, store, now=clock)
+    mailbox.fetched.clear()
+    run_cycle(mailbox, store, now=clock)
+    assert mailbox.fetched == []
+
+
+def test_only_mail_that_arrived_since_the_last_cycle_is_fetched(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    fill(mailbox, 5)
+    run_cycle(mailbox, store, now=clock)
+    fill(mailbox, 3, start=5)
+    mailbox.fetched.clear()
+    report = run_cycle(mailbox, store, now=clock)
+    assert report.new == 3 and mailbox.fetched == [6, 7, 8]
+
+
+def test_mail_read_by_another_client_first_is_still_processed(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    mailbox.append("INBOX", customer_mail(1), flags=["\\Seen"])
+    assert run_cycle(mailbox, store, now=clock).new == 1
+
+
+def test_a_changed_uidvalidity_reprocesses_nothing_and_still_finds_new_mail(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    fill(mailbox, 20)
+    run_cycle(mailbox, store, now=clock)
+    mailbox.renumber("INBOX", uidvalidity=99)
+    fill(mailbox, 2, start=20)
+    report = run_cycle(mailbox, store, now=clock)
+    assert (report.new, report.skipped) == (2, 20)
+    assert store.count() == 22
+    assert {r.uidvalidity for r in store.messages()} == {99}
+    assert any(e.action == "uidvalidity-changed" for e in store.audit_events())
+
+
+def test_a_backlog_larger_than_the_cycle_cap_is_finished_by_later_cycles(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    fill(mailbox, 25)
+    options = CycleOptions(batch_size=4, max_per_cycle=10)
+    reports = [run_cycle(mailbox, store, now=clock, options=options) for _ in range(3)]
+    assert [(r.new, r.backlog) for r in reports] == [(10, 15), (10, 5), (5, 0)]
+    assert store.count() == 25
+
+
+def test_the_same_message_delivered_twice_is_processed_once(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    mailbox.append("INBOX", customer_mail(1))
+    mailbox.append("INBOX", customer_mail(1))
+    report = run_cycle(mailbox, store, now=clock)
+    assert (report.new, report.skipped) == (1, 1)
+    assert store.count() == 1
+
+
+def test_two_different_messages_sharing_a_message_id_are_both_processed(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    mailbox.append("INBOX", customer_mail(1))
+    mailbox.append("INBOX", customer_mail(1, subject="Something else entirely"))
+    assert run_cycle(mailbox, store, now=clock).new == 2
+
+
+def test_an_out_of_office_reply_is_recorded_and_never_triaged(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    mailbox.append("INBOX", customer_mail(1, subject="Out of office", extra="Auto-Submitted: auto-replied"))
+    report = run_cycle(mailbox, store, now=clock)
+    [record] = store.messages()
+    assert (report.new, report.skipped) == (0, 1)
+    assert (record.kind, record.status) == ("auto-reply", "skipped")
+
+
+def test_a_stage_that_fails_on_one_message_leaves_it_recorded_as_failed_and_the_cycle_goes_on(store: Store) -> None:
+    def stages(parsed: ParsedEmail) -> str:
+        if parsed.subject == "Order 1":
+            raise ValueError("template missing")
+        return "unclassified"
+
+    mailbox = MemoryMailbox()
+    fill(mailbox, 3)
+    report = run_cycle(mailbox, store, now=clock, stages=stages)
+    assert (report.new, report.failed) == (2, 1)
+    failed = [r for r in store.messages() if r.status == "failed"]
+    assert [(r.subject, r.error) for r in failed] == [("Order 1", "ValueError: template missing")]
+
+
+def test_asking_to_stop_ends_the_cycle_after_the_message_in_hand_and_loses_nothing(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    fill(mailbox, 10)
+    asked = iter([False, False, True])
+    report = run_cycle(mailbox, store, now=clock, should_stop=lambda: next(asked, True))
+    assert report.new == 3
+    assert run_cycle(mailbox, store, now=clock).new == 7
+    assert store.count() == 10
+
+
+def test_messages_removed_by_another_client_before_the_fetch_are_passed_over(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    fill(mailbox, 3)
+    mailbox.expunge("INBOX", 2)
+    assert run_cycle(mailbox, store, now=clock).new == 2
+    fill(mailbox, 1, start=3)
+    assert run_cycle(mailbox, store, now=clock).new == 1
+
+
+@pytest.mark.parametrize("status_before", [None, "recorded"])
+def test_every_recorded_message_has_an_audit_event(store: Store, status_before: str | None) -> None:
+    mailbox = MemoryMailbox()
+    fill(mailbox, 4)
+    if status_before:
+        run_cycle(mailbox, store, now=clock)
+        fill(mailbox, 2, start=4)
+    run_cycle(mailbox, store, now=clock)
+    recorded = [e for e in store.audit_events() if e.action == "recorded"]
+    assert sorted(e.message for e in recorded) == [r.id for r in store.messages()]

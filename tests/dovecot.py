@@ -39,6 +39,7 @@ mail_location = maildir:{dir}/mail/%u
 mail_uid = mail
 mail_gid = mail
 first_valid_uid = 1
+auth_verbose = yes
 imap_idle_notify_interval = 1 secs
 service imap-login {{
   inet_listener imap {{
@@ -52,7 +53,7 @@ service imap-login {{
 passdb {{
   driver = passwd-file
   mechanisms = plain login
-  args = scheme=PLAIN username_format=%u {dir}/users
+  args = scheme=PLAIN username_format=%u {dir}/users/%u
 }}
 passdb {{
   driver = oauth2
@@ -61,7 +62,7 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid=mail gid=mail home={dir}/mail/%u
+  args = uid=mail gid=mail home={dir}/mail/%u allow_all_users=yes
 }}
 namespace inbox {{
   inbox = yes
@@ -145,7 +146,7 @@ class Account:
         client = self.client()
         try:
             client.select_folder(folder, readonly=True)
-            return {uid: item[b"FLAGS"] for uid, item in client.fetch("1:*", ["FLAGS"]).items()}
+            return {uid: item[b"FLAGS"] for uid, item in client.fetch(client.search("ALL"), ["FLAGS"]).items()}
         finally:
             client.logout()
 
@@ -164,10 +165,9 @@ class DovecotServer:
         return self.directory / "dovecot.conf"
 
     def start(self) -> None:
-        for sub in ("run", "state", "log", "mail"):
+        for sub in ("run", "state", "log", "mail", "users"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         shutil.chown(self.directory / "mail", "mail", "mail")
-        (self.directory / "users").write_text("")
         self.config.write_text(CONFIG.format(dir=self.directory, port=self.port))
         (self.directory / "oauth2.conf.ext").write_text(OAUTH2.format(port=self.http_port))
         self._start_introspection()
@@ -203,11 +203,16 @@ class DovecotServer:
             time.sleep(0.05)
         self._launch()
 
+    def kick(self, username: str) -> None:
+        """Drop every connection of ``username``, as a server crash or a network cut would."""
+        subprocess.run(["doveadm", "-c", str(self.config), "kick", username], stdout=subprocess.DEVNULL, check=False)
+
     def new_account(self) -> Account:
         username = f"u{secrets.token_hex(5)}"
         password = secrets.token_urlsafe(12)
-        with (self.directory / "users").open("a") as users:
-            users.write(f"{username}:{{PLAIN}}{password}\n")
+        # One passwd-file per user: Dovecot reads a new file at once, where it re-reads a changed one at most
+        # once a second.
+        (self.directory / "users" / username).write_text(f"{username}:{{PLAIN}}{password}\n")
         secret_file = self.directory / f"{username}.secret"
         secret_file.write_text(password + "\n")
         return Account(self, username, password, secret_file)
@@ -241,3 +246,28 @@ def start_server() -> DovecotServer:
     server = DovecotServer(directory, free_port(), free_port())
     server.start()
     return server
+
+
+def write_config(
+    path: Path, accounts: Iterable[Account | MailboxSettings], store: Path, **sections: dict[str, object]
+) -> Path:
+    """A mailtriage TOML config for these accounts (or mailbox settings) and a SQLite store."""
+    lines = []
+    for entry in accounts:
+        settings = entry.settings(name=entry.username) if isinstance(entry, Account) else entry
+        lines += ["[[mailboxes]]", f'name = "{settings.name}"']
+        if settings.maildir is not None:
+            lines.append(f'maildir = "{settings.maildir}"')
+        else:
+            assert settings.secret is not None
+            lines += [
+                f'host = "{settings.host}"', f"port = {settings.port}", 'security = "none"',
+                f'username = "{settings.username}"', f'auth = "{settings.auth.value}"',
+                f'secret = {{ file = "{settings.secret.file}" }}',
+            ]  # fmt: skip
+    lines += ["[store]", f'url = "sqlite:///{store}"']
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -106,6 +106,17 @@ class ImapMailbox:
         client.select_folder(folder, readonly=True)
         self._selected = folder
 
+    def _release(self, client: Any) -> None:
+        """Leave the selected folder: STATUS on a selected folder may answer from a stale view (RFC 3501 6.3.10),
+        and an idle check must see the mail that arrived since the last fetch."""
+        if self._selected is None:
+            return
+        if client.has_capability("UNSELECT"):
+            client.unselect_folder()
+            self._selected = None
+        else:
+            client.noop()  # never CLOSE: on a writable folder it would expunge messages marked \Deleted
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -119,6 +130,7 @@ class ImapMailbox:
 
     def status(self, folder: str) -> FolderStatus:
         with self._session() as client:
+            self._release(client)
             found = client.folder_status(folder, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"])
         return FolderStatus(int(found[b"UIDVALIDITY"]), int(found[b"UIDNEXT"]), int(found[b"MESSAGES"]))
 

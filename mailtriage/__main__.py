@@ -1,0 +1,3 @@
+from mailtriage.cli import main
+
+main()

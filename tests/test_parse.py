@@ -175,12 +175,11 @@ def test_automatic_mail_is_told_from_customer_mail_by_its_headers(header: str, k
 
 def test_bounces_are_recognised_by_sender_and_by_delivery_report() -> None:
     by_sender = parse_message(mail("From: MAILER-DAEMON@mx.example.net\nSubject: Undelivered"))
-    report = parse_message(
-        mail(
-            'From: x@example.net\nSubject: failure\nContent-Type: multipart/report; report-type=delivery-status; boundary="r"',
-            "--r\nContent-Type: text/plain\n\nfailed\n--r\nContent-Type: message/delivery-status\n\nStatus: 5.1.1\n--r--\n",
-        )
+    headers = 'From: x@example.net\nContent-Type: multipart/report; report-type=delivery-status; boundary="r"'
+    parts = (
+        "--r\nContent-Type: text/plain\n\nfailed\n--r\nContent-Type: message/delivery-status\n\nStatus: 5.1.1\n--r--\n"
     )
+    report = parse_message(mail(headers, parts))
     assert by_sender.kind is MessageKind.BOUNCE and report.kind is MessageKind.BOUNCE
 
 
@@ -206,7 +205,7 @@ def test_quoted_replies_are_cut_from_the_customers_new_text(language: str, body:
     assert "Support" in parsed.text
 
 
-# --- the shipped demo mail ---------------------------------------------------------------------------------------------
+# --- the shipped demo mail -------------------------------------------------------------------------------------------
 
 
 def test_the_demo_mail_parses_cleanly_and_holds_exactly_three_automatic_messages() -> None:

@@ -16,7 +16,7 @@ from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from mailtriage.errors import AuthenticationFailed, MailboxError
+from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
 from mailtriage.mailbox import Mailbox, open_mailbox
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.pipeline import CycleOptions, CycleReport, run_cycle
@@ -58,7 +58,7 @@ class Daemon:
         """One cycle for one mailbox; a mailbox failure is logged and reported, never raised."""
         try:
             report = run_cycle(mailbox, self.store, now=self.now, options=self.options, should_stop=self.stop.is_set)
-        except MailboxError as exc:
+        except (MailboxError, StoreError) as exc:
             self._failures[mailbox.name] += 1
             delay = backoff(self._failures[mailbox.name], self.schedule)
             hint = " (check its username and secret)" if isinstance(exc, AuthenticationFailed) else ""

@@ -32,7 +32,9 @@ state_dir = {dir}/state
 log_path = {dir}/log/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{dir}/cert.pem
+ssl_key = <{dir}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login xoauth2 oauthbearer
 mail_location = maildir:{dir}/mail/%u
@@ -47,7 +49,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
   }}
 }}
 passdb {{
@@ -97,6 +101,8 @@ def unavailable_reason() -> str | None:
     """Why a private Dovecot cannot run here, or None when it can."""
     if shutil.which("dovecot") is None:
         return "dovecot is not installed (apt-get install dovecot-imapd)"
+    if shutil.which("openssl") is None:
+        return "openssl is not installed (it makes the test server's certificate)"
     if os.geteuid() != 0:
         return "dovecot tests start a private server as root (mail is stored as the mail user)"
     return None
@@ -155,6 +161,7 @@ class Account:
 class DovecotServer:
     directory: Path
     port: int
+    tls_port: int
     http_port: int
     tokens: dict[str, str] = field(default_factory=dict)
     """XOAUTH2 tokens the introspection endpoint accepts, token -> username."""
@@ -168,10 +175,24 @@ class DovecotServer:
         for sub in ("run", "state", "log", "mail", "users"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         shutil.chown(self.directory / "mail", "mail", "mail")
-        self.config.write_text(CONFIG.format(dir=self.directory, port=self.port))
+        self._make_certificate()
+        self.config.write_text(CONFIG.format(dir=self.directory, port=self.port, tls_port=self.tls_port))
         (self.directory / "oauth2.conf.ext").write_text(OAUTH2.format(port=self.http_port))
         self._start_introspection()
         self._launch()
+
+    @property
+    def certificate(self) -> Path:
+        """The server's self-signed certificate, to trust as a private CA."""
+        return self.directory / "cert.pem"
+
+    def _make_certificate(self) -> None:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(self.directory / "key.pem"),
+             "-out", str(self.certificate)],
+            check=True, capture_output=True,
+        )  # fmt: skip
 
     def _launch(self) -> None:
         # Dovecot daemonizes and its children keep stdout open: capturing it would wait forever.
@@ -243,7 +264,7 @@ class DovecotServer:
 def start_server() -> DovecotServer:
     directory = Path(tempfile.mkdtemp(prefix="mailtriage-dovecot-"))
     directory.chmod(0o755)  # the mail user must reach its maildirs
-    server = DovecotServer(directory, free_port(), free_port())
+    server = DovecotServer(directory, free_port(), free_port(), free_port())
     server.start()
     return server
 

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from mailtriage.cli import main
-from mailtriage.errors import AuthenticationFailed
+from mailtriage.errors import AuthenticationFailed, MailboxError
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.pipeline import CycleOptions, run_cycle
 from mailtriage.scheduler import Daemon
-from mailtriage.settings import Auth, ScheduleSettings, Secret
+from mailtriage.settings import Auth, ScheduleSettings, Secret, Security
 from mailtriage.store import Store
 from tests.dovecot import Account, DovecotServer, write_config
 
@@ -99,6 +99,20 @@ def test_a_changed_uidvalidity_on_the_server_reprocesses_nothing(
     report = run_cycle(mailbox, store, now=now)
     assert (report.new, report.skipped) == (0, 5)
     assert {r.uidvalidity for r in store.messages()} == {4242}
+
+
+def test_tls_and_starttls_connect_to_a_server_whose_certificate_is_trusted(
+    dovecot: DovecotServer, account: Account
+) -> None:
+    tls = ImapMailbox(account.settings(security=Security.TLS, port=dovecot.tls_port, ca_file=dovecot.certificate))
+    starttls = ImapMailbox(account.settings(security=Security.STARTTLS, ca_file=dovecot.certificate))
+    assert tls.status("INBOX").messages == 0 and starttls.status("INBOX").messages == 0
+
+
+def test_an_untrusted_certificate_is_refused_with_a_clear_error(dovecot: DovecotServer, account: Account) -> None:
+    mailbox = ImapMailbox(account.settings(security=Security.TLS, port=dovecot.tls_port))
+    with pytest.raises(MailboxError, match="CERTIFICATE_VERIFY_FAILED"):
+        mailbox.status("INBOX")
 
 
 def test_drafts_and_sent_are_found_by_special_use(account: Account) -> None:

@@ -86,9 +86,9 @@ class ImapMailbox:
                 raise AuthenticationFailed(
                     self.name, f"login refused for {self.settings.username}: {_text(exc)}"
                 ) from None
-            except SecretError:
+            except SecretError as exc:
                 self._drop()
-                raise
+                raise AuthenticationFailed(self.name, f"cannot get the secret to log in: {exc}") from None
             except (TimeoutError, IMAPClientError, OSError, ssl.SSLError) as exc:
                 self._drop()
                 raise MailboxError(self.name, f"{type(exc).__name__}: {_text(exc)}") from None
@@ -221,9 +221,11 @@ def _aware(value: object) -> datetime | None:
 def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if isinstance(value, Exception) and value.args:
-        return _text(value.args[0])
-    return str(value)
+    if isinstance(value, Exception) and value.args and isinstance(value.args[0], bytes):
+        return _text(value.args[0])  # imapclient carries the server's answer as bytes
+    text = str(value)
+    # LoginError wraps the repr of the server's bytes answer: b'[AUTHENTICATIONFAILED] ...'
+    return text[2:-1] if text.startswith(("b'", 'b"')) and text[-1:] in "'\"" else text
 
 
 def _quietly_close(client: Any) -> None:

@@ -168,13 +168,14 @@ def demo(ctx: click.Context, keep: Path | None) -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="mailtriage-demo-") as workdir:
             reports, records = run_demo(Path(workdir))
-    table = Table(title="mailtriage demo: what one cycle did")
-    for column in ("UID", "From", "Subject", "Kind", "Status", "Defects"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="mailtriage demo: what one cycle did", expand=True)
+    table.add_column("UID", justify="right", no_wrap=True)
+    table.add_column("From", no_wrap=True, overflow="ellipsis", ratio=2)
+    table.add_column("Subject", no_wrap=True, overflow="ellipsis", ratio=3)
+    table.add_column("Kind", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
     for record in records:
-        table.add_row(
-            str(record.uid), record.sender, record.subject[:60], record.kind, record.status, str(len(record.defects))
-        )
+        table.add_row(str(record.uid), record.sender, record.subject, record.kind, record.status)
     console = Console()
     console.print(table)
     for report in reports:

@@ -25,54 +25,6 @@ from mailtriage.models import ParsedEmail, RawMessage
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-metadata = sa.MetaData()
-sync_state = sa.Table(
-    "sync_state",
-    metadata,
-    sa.Column("mailbox", sa.String, primary_key=True),
-    sa.Column("folder", sa.String, primary_key=True),
-    sa.Column("uidvalidity", sa.BigInteger),
-    sa.Column("last_uid", sa.BigInteger),
-    sa.Column("updated_at", sa.DateTime),
-)
-messages = sa.Table(
-    "messages",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("mailbox", sa.String),
-    sa.Column("folder", sa.String),
-    sa.Column("uidvalidity", sa.BigInteger),
-    sa.Column("uid", sa.BigInteger),
-    sa.Column("message_id", sa.String),
-    sa.Column("message_id_synthetic", sa.Boolean),
-    sa.Column("content_hash", sa.String),
-    sa.Column("size", sa.Integer),
-    sa.Column("sender", sa.String),
-    sa.Column("sender_name", sa.String),
-    sa.Column("subject", sa.Text),
-    sa.Column("sent_at", sa.DateTime),
-    sa.Column("received_at", sa.DateTime),
-    sa.Column("in_reply_to", sa.String),
-    sa.Column("kind", sa.String),
-    sa.Column("kind_reason", sa.String),
-    sa.Column("status", sa.String),
-    sa.Column("new_text", sa.Text),
-    sa.Column("attachments", sa.JSON),
-    sa.Column("defects", sa.JSON),
-    sa.Column("error", sa.Text),
-    sa.Column("recorded_at", sa.DateTime),
-)
-audit_log = sa.Table(
-    "audit_log",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("at", sa.DateTime),
-    sa.Column("mailbox", sa.String),
-    sa.Column("message", sa.Integer),
-    sa.Column("action", sa.String),
-    sa.Column("detail", sa.JSON),
-)
-
 
 @dataclass(frozen=True)
 class SyncState:
@@ -133,8 +85,14 @@ class Store:
         try:
             self.engine = _engine(url)
             self.migrate()
+            # The migrations are the one definition of the schema; the tables are read back from the database.
+            schema = sa.MetaData()
+            schema.reflect(self.engine, only=["sync_state", "messages", "audit_log"])
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open the store at {_shown(url)}: {_reason(exc)}") from None
+        self.sync_state_table = schema.tables["sync_state"]
+        self.messages_table = schema.tables["messages"]
+        self.audit_table = schema.tables["audit_log"]
 
     def migrate(self) -> None:
         """Bring the schema up to the newest migration (a no-op when it already is)."""
@@ -160,8 +118,8 @@ class Store:
     def sync_state(self, mailbox: str, folder: str) -> SyncState | None:
         with self._transaction() as db:
             row = db.execute(
-                sa.select(sync_state.c.uidvalidity, sync_state.c.last_uid).where(
-                    sync_state.c.mailbox == mailbox, sync_state.c.folder == folder
+                sa.select(self.sync_state_table.c.uidvalidity, self.sync_state_table.c.last_uid).where(
+                    self.sync_state_table.c.mailbox == mailbox, self.sync_state_table.c.folder == folder
                 )
             ).first()
         return None if row is None else SyncState(row.uidvalidity, row.last_uid)
@@ -173,10 +131,12 @@ class Store:
     def _save_state(self, db: Connection, mailbox: str, folder: str, state: SyncState, now: datetime) -> None:
         values = {"uidvalidity": state.uidvalidity, "last_uid": state.last_uid, "updated_at": _naive(now)}
         updated = db.execute(
-            sync_state.update().where(sync_state.c.mailbox == mailbox, sync_state.c.folder == folder).values(values)
+            self.sync_state_table.update()
+            .where(self.sync_state_table.c.mailbox == mailbox, self.sync_state_table.c.folder == folder)
+            .values(values)
         )
         if updated.rowcount == 0:
-            db.execute(sync_state.insert().values(mailbox=mailbox, folder=folder, **values))
+            db.execute(self.sync_state_table.insert().values(mailbox=mailbox, folder=folder, **values))
 
     # --- messages ------------------------------------------------------------------------------------------------
 
@@ -184,10 +144,10 @@ class Store:
         """The message with this Message-ID and content, wherever it was seen in this mailbox."""
         with self._transaction() as db:
             row = db.execute(
-                sa.select(messages).where(
-                    messages.c.mailbox == mailbox,
-                    messages.c.message_id == message_id,
-                    messages.c.content_hash == content_hash,
+                sa.select(self.messages_table).where(
+                    self.messages_table.c.mailbox == mailbox,
+                    self.messages_table.c.message_id == message_id,
+                    self.messages_table.c.content_hash == content_hash,
                 )
             ).first()
         return None if row is None else _record(row)
@@ -231,7 +191,7 @@ class Store:
             "recorded_at": _naive(now),
         }
         with self._transaction() as db:
-            message = int(db.execute(messages.insert().values(values)).inserted_primary_key[0])  # type: ignore[index]
+            message = int(db.execute(self.messages_table.insert().values(values)).inserted_primary_key[0])  # type: ignore[index]
             detail = {"uid": raw.uid, "status": status, "kind": parsed.kind.value, "defects": len(parsed.defects)}
             self._audit(db, mailbox, message, "recorded", detail, now)
             self._save_state(db, mailbox, raw.folder, SyncState(raw.uidvalidity, raw.uid), now)
@@ -241,8 +201,8 @@ class Store:
         """Note that a known message now sits at ``raw``'s folder and UID, and advance the sync state past it."""
         with self._transaction() as db:
             db.execute(
-                messages.update()
-                .where(messages.c.id == record.id)
+                self.messages_table.update()
+                .where(self.messages_table.c.id == record.id)
                 .values(folder=raw.folder, uidvalidity=raw.uidvalidity, uid=raw.uid)
             )
             detail = {
@@ -254,16 +214,16 @@ class Store:
             self._save_state(db, record.mailbox, raw.folder, SyncState(raw.uidvalidity, raw.uid), now)
 
     def messages(self, mailbox: str | None = None) -> list[MessageRecord]:
-        query = sa.select(messages).order_by(messages.c.id)
+        query = sa.select(self.messages_table).order_by(self.messages_table.c.id)
         if mailbox is not None:
-            query = query.where(messages.c.mailbox == mailbox)
+            query = query.where(self.messages_table.c.mailbox == mailbox)
         with self._transaction() as db:
             return [_record(row) for row in db.execute(query)]
 
     def count(self, mailbox: str | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(messages)
+        query = sa.select(sa.func.count()).select_from(self.messages_table)
         if mailbox is not None:
-            query = query.where(messages.c.mailbox == mailbox)
+            query = query.where(self.messages_table.c.mailbox == mailbox)
         with self._transaction() as db:
             return int(db.execute(query).scalar_one())
 
@@ -279,13 +239,15 @@ class Store:
         self, db: Connection, mailbox: str, message: int | None, action: str, detail: dict[str, Any], now: datetime
     ) -> None:
         db.execute(
-            audit_log.insert().values(at=_naive(now), mailbox=mailbox, message=message, action=action, detail=detail)
+            self.audit_table.insert().values(
+                at=_naive(now), mailbox=mailbox, message=message, action=action, detail=detail
+            )
         )
 
     def audit_events(self, mailbox: str | None = None) -> list[AuditEvent]:
-        query = sa.select(audit_log).order_by(audit_log.c.id)
+        query = sa.select(self.audit_table).order_by(self.audit_table.c.id)
         if mailbox is not None:
-            query = query.where(audit_log.c.mailbox == mailbox)
+            query = query.where(self.audit_table.c.mailbox == mailbox)
         with self._transaction() as db:
             return [
                 AuditEvent(_utc(r.at) or r.at, r.mailbox, r.message, r.action, _json(r.detail))

@@ -64,9 +64,12 @@ def test_mail_arriving_between_two_cycles_on_one_connection_is_found(account: Ac
     mailbox = ImapMailbox(account.settings())
     account.append_many([letter(1)])
     assert run_cycle(mailbox, store, now=now).new == 1
-    account.append_many([letter(2)])
+    account.append_many([letter(2)])  # right after a fetch
     assert run_cycle(mailbox, store, now=now).new == 1
     assert run_cycle(mailbox, store, now=now).new == 0
+    account.append_many([letter(3)])  # after an idle cycle
+    assert run_cycle(mailbox, store, now=now).new == 1
+    assert [run_cycle(mailbox, store, now=now).new for _ in range(2)] == [0, 0]
 
 
 def test_mail_already_read_by_another_client_is_still_processed(account: Account, store: Store) -> None:

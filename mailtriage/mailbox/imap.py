@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +39,7 @@ class ImapMailbox:
         self.name = settings.name
         self.inbox = settings.folders.inbox
         self._client: Any = None
-        self._selected: str | None = None
+        self._view: _View | None = None
         self._lock = threading.RLock()
 
     # --- connection ----------------------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ class ImapMailbox:
             raise
         client.normalise_times = False
         self._client = client
-        self._selected = None
+        self._view = None
         log.debug("mailbox %s: connected to %s:%s", self.name, s.host, s.effective_port)
         return client
 
@@ -97,25 +98,22 @@ class ImapMailbox:
         if self._client is not None:
             _quietly_close(self._client)
         self._client = None
-        self._selected = None
+        self._view = None
 
-    def _examine(self, client: Any, folder: str) -> None:
-        if self._selected == folder:
-            client.noop()  # lets the server report mail that arrived since the folder was opened
-            return
-        client.select_folder(folder, readonly=True)
-        self._selected = folder
+    def _examine(self, client: Any, folder: str) -> _View:
+        """Open ``folder`` read-only (EXAMINE), so nothing done on this connection can change a message."""
+        found = client.select_folder(folder, readonly=True)
+        uidnext = found.get(b"UIDNEXT")
+        if uidnext is None:  # optional in the EXAMINE response
+            uidnext = client.folder_status(folder, [b"UIDNEXT"])[b"UIDNEXT"]
+        self._view = _View(folder, int(found[b"UIDVALIDITY"]), int(uidnext), int(found[b"EXISTS"]))
+        return self._view
 
-    def _release(self, client: Any) -> None:
-        """Leave the selected folder: STATUS on a selected folder may answer from a stale view (RFC 3501 6.3.10),
-        and an idle check must see the mail that arrived since the last fetch."""
-        if self._selected is None:
-            return
-        if client.has_capability("UNSELECT"):
-            client.unselect_folder()
-            self._selected = None
-        else:
-            client.noop()  # never CLOSE: on a writable folder it would expunge messages marked \Deleted
+    def _opened(self, client: Any, folder: str) -> _View:
+        """The view of ``folder``, opened if it is not; it may be stale after this (see ``status``)."""
+        view = self._view if self._view is not None and self._view.folder == folder else self._examine(client, folder)
+        view.current = False
+        return view
 
     def close(self) -> None:
         with self._lock:
@@ -129,14 +127,22 @@ class ImapMailbox:
     # --- reading -------------------------------------------------------------------------------------------------
 
     def status(self, folder: str) -> FolderStatus:
+        """UIDVALIDITY and UIDNEXT of ``folder``, from a NOOP while nothing has changed since the last look.
+
+        STATUS would be simpler, but Dovecot answers it from a stale view on a selected folder (RFC 3501 6.3.10
+        allows that) and re-reads the whole folder for it once the session has selected any folder; a NOOP on the
+        open folder costs the same whatever its size. Changes reported during other commands (SEARCH, FETCH) are
+        not seen by a later NOOP, so after those the folder is examined anew.
+        """
         with self._session() as client:
-            self._release(client)
-            found = client.folder_status(folder, [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"])
-        return FolderStatus(int(found[b"UIDVALIDITY"]), int(found[b"UIDNEXT"]), int(found[b"MESSAGES"]))
+            view = self._view
+            if view is None or view.folder != folder or not view.current or _changed(client.noop()[1]):
+                view = self._examine(client, folder)
+        return FolderStatus(view.uidvalidity, view.uidnext, view.exists)
 
     def uids_above(self, folder: str, uid: int) -> list[int]:
         with self._session() as client:
-            self._examine(client, folder)
+            self._opened(client, folder)
             found = client.search(["UID", f"{uid + 1}:*"])
         # "n:*" always matches the highest UID, even one below n.
         return sorted(u for u in found if u > uid)
@@ -145,12 +151,12 @@ class ImapMailbox:
         if not uids:
             return
         with self._session() as client:
-            self._examine(client, folder)
-            uidvalidity = int(client.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
+            uidvalidity = self._opened(client, folder).uidvalidity
             sizes = client.fetch(list(uids), ["RFC822.SIZE"])
         for chunk in _by_size(sorted(sizes), {u: int(sizes[u].get(b"RFC822.SIZE", 0)) for u in sizes}):
             with self._session() as client:
-                self._examine(client, folder)
+                if self._opened(client, folder).uidvalidity != uidvalidity:
+                    return  # renumbered meanwhile: the next cycle resyncs
                 found = client.fetch(chunk, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
             for uid in sorted(found):
                 item = found[uid]
@@ -186,7 +192,7 @@ class ImapMailbox:
         Meant for a connection of its own: IDLE occupies the connection until it ends.
         """
         with self._session() as client:
-            self._examine(client, folder)
+            self._opened(client, folder)
             client.idle()
             try:
                 deadline = time.monotonic() + timeout
@@ -197,6 +203,23 @@ class ImapMailbox:
                 return False
             finally:
                 client.idle_done()
+
+
+@dataclass
+class _View:
+    """What the connection knows of its selected folder; ``current`` while no command since EXAMINE could have
+    swallowed a change notice."""
+
+    folder: str
+    uidvalidity: int
+    uidnext: int
+    exists: int
+    current: bool = True
+
+
+def _changed(responses: list[Any]) -> bool:
+    """Whether NOOP's untagged responses announce arrivals or removals (flag changes do not matter here)."""
+    return any(len(r) > 1 and r[1] in (b"EXISTS", b"EXPUNGE", b"RECENT") for r in responses)
 
 
 def _by_size(uids: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:

@@ -79,6 +79,7 @@ class ParsedEmail:
     references: tuple[str, ...]
     text: str
     new_text: str
+    """The customer's new words (quotes and signature removed), for classification; '' for automatic mail."""
     attachments: tuple[Attachment, ...]
     kind: MessageKind
     kind_reason: str

@@ -60,31 +60,32 @@ def parse_message(
         msg = _PARSER.parsebytes(data, headersonly=True)
         defects.append("MIME structure nested too deeply to parse: body read as text")
     defects.extend(_describe(d) for d in msg.defects)
+    headers = _header_map(msg)
 
-    message_id = _first_msgid(_header(msg, "Message-ID", defects))
+    message_id = _first_msgid(_header(headers, "Message-ID", defects))
     synthetic = message_id is None
     if message_id is None:
         message_id = f"<{content_hash[:32]}@{SYNTHETIC_DOMAIN}>"
         defects.append("no Message-ID: a synthetic one was made from the content")
 
     text, attachments, content_types = _body(msg, defects)
-    sender = _first(_addresses(msg, "From", defects))
-    subject = _header(msg, "Subject", defects)
-    kind, reason = _kind(msg, sender, subject, content_types, own_addresses, defects)
+    sender = _first(_addresses(headers, "From", defects))
+    subject = _header(headers, "Subject", defects)
+    kind, reason = _kind(headers, sender, subject, content_types, own_addresses, defects)
     return ParsedEmail(
         message_id=message_id,
         message_id_synthetic=synthetic,
         sender=sender,
-        reply_to=_addresses(msg, "Reply-To", defects),
-        to=_addresses(msg, "To", defects),
-        cc=_addresses(msg, "Cc", defects),
+        reply_to=_addresses(headers, "Reply-To", defects),
+        to=_addresses(headers, "To", defects),
+        cc=_addresses(headers, "Cc", defects),
         subject=subject,
-        date=_date(msg, defects),
+        date=_date(headers, defects),
         internal_date=internal_date,
-        in_reply_to=_first_msgid(_header(msg, "In-Reply-To", defects)),
-        references=tuple(_MSGID.findall(_header(msg, "References", defects))),
+        in_reply_to=_first_msgid(_header(headers, "In-Reply-To", defects)),
+        references=tuple(_MSGID.findall(_header(headers, "References", defects))),
         text=text,
-        new_text=_new_text(text, defects),
+        new_text=_new_text(text, defects) if kind is MessageKind.CUSTOMER else "",
         attachments=attachments,
         kind=kind,
         kind_reason=reason,
@@ -104,21 +105,26 @@ def _describe(defect: Exception) -> str:
 # on access for malformed values, where we want the text whatever its state.
 
 
-def _header(msg: Message, name: str, defects: list[str]) -> str:
+Headers = dict[str, str]
+
+
+def _header_map(msg: Message) -> Headers:
+    """Raw header values by lower-case name, the first of each (one pass; Message.get scans them all each time)."""
+    found: Headers = {}
+    for key, value in msg.raw_items():
+        found.setdefault(key.lower(), str(value))
+    return found
+
+
+def _header(headers: Headers, name: str, defects: list[str]) -> str:
     """The decoded value of header ``name`` on one line ('' when absent), however broken its encoding."""
-    raw = _FOLDING.sub("", _raw_header(msg, name))
+    raw = _FOLDING.sub("", _raw_header(headers, name))
     return _clean_header(name, _decode_words(raw, name, defects), defects)
 
 
-def _raw_header(msg: Message, name: str) -> str:
-    value: object = msg.get(name)
-    if value is None or isinstance(value, str):
-        return value or ""
-    # compat32 wraps a value with raw 8-bit bytes in a Header; the raw text keeps them as surrogates.
-    for key, raw in msg.raw_items():
-        if key.lower() == name.lower():
-            return str(raw)
-    return ""
+def _raw_header(headers: Headers, name: str) -> str:
+    # compat32 keeps raw 8-bit bytes in a header value as surrogates, which _decode_words turns back into text.
+    return headers.get(name.lower(), "")
 
 
 def _decode_words(raw: str, name: str, defects: list[str]) -> str:
@@ -203,8 +209,8 @@ def _decode_8bit(data: bytes) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ...]:
-    raw = _FOLDING.sub("", _raw_header(msg, name))
+def _addresses(headers: Headers, name: str, defects: list[str]) -> tuple[Address, ...]:
+    raw = _FOLDING.sub("", _raw_header(headers, name))
     if not raw:
         return ()
     if _SURROGATES.search(raw):
@@ -233,8 +239,8 @@ def _first_msgid(value: str) -> str | None:
     return f"<{value}>" if value and " " not in value else None
 
 
-def _date(msg: Message, defects: list[str]) -> datetime | None:
-    raw = _raw_header(msg, "Date")
+def _date(headers: Headers, defects: list[str]) -> datetime | None:
+    raw = _raw_header(headers, "Date")
     if not raw:
         return None
     try:
@@ -266,7 +272,7 @@ def _leaves(msg: Message, defects: list[str]) -> Iterator[Message]:
             continue
         children = part.get_payload()
         if isinstance(children, list):
-            stack.extend((child, depth + 1) for child in reversed(children))
+            stack.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
 
 
 def _body(msg: Message, defects: list[str]) -> tuple[str, tuple[Attachment, ...], frozenset[str]]:
@@ -368,7 +374,10 @@ def _html_to_text(html: str, defects: list[str]) -> str:
 
 
 def _new_text(text: str, defects: list[str]) -> str:
-    """The customer's own new words: quoted earlier messages and the signature removed."""
+    """The customer's own new words: quoted earlier messages and the signature removed.
+
+    Only customer mail is classified, so only customer mail needs them: separating quotes is a third of the parse.
+    """
     window = text[:NEW_TEXT_WINDOW]
     try:
         reply = _REPLY_PARSER.parse_reply(window)
@@ -382,7 +391,7 @@ def _new_text(text: str, defects: list[str]) -> str:
 
 
 def _kind(
-    msg: Message,
+    headers: Headers,
     sender: Address | None,
     subject: str,
     content_types: frozenset[str],
@@ -397,24 +406,24 @@ def _kind(
         return MessageKind.BOUNCE, "a delivery report (multipart/report)"
     if address.split("@")[0] in _BOUNCE_SENDERS:
         return MessageKind.BOUNCE, f"sent by {address}"
-    auto_submitted = _header(msg, "Auto-Submitted", defects).lower()
+    auto_submitted = _header(headers, "Auto-Submitted", defects).lower()
     if auto_submitted and auto_submitted != "no":
         return MessageKind.AUTO_REPLY, f"Auto-Submitted: {auto_submitted}"
     for name in ("X-Autoreply", "X-Autorespond", "X-Autorespond-From"):
-        if _header(msg, name, defects):
+        if _header(headers, name, defects):
             return MessageKind.AUTO_REPLY, f"{name} header"
-    suppress = {v.strip().lower() for v in _header(msg, "X-Auto-Response-Suppress", defects).split(",")}
+    suppress = {v.strip().lower() for v in _header(headers, "X-Auto-Response-Suppress", defects).split(",")}
     if suppress & _SUPPRESS_VALUES:
         return MessageKind.AUTO_REPLY, "X-Auto-Response-Suppress header"
-    precedence = _header(msg, "Precedence", defects).lower()
+    precedence = _header(headers, "Precedence", defects).lower()
     if precedence == "auto_reply":
         return MessageKind.AUTO_REPLY, "Precedence: auto_reply"
     if precedence in ("bulk", "list", "junk"):
         return MessageKind.BULK, f"Precedence: {precedence}"
     for name in ("List-Id", "List-Unsubscribe"):
-        if _header(msg, name, defects):
+        if _header(headers, name, defects):
             return MessageKind.BULK, f"{name} header"
-    if _header(msg, "Return-Path", defects).strip() == "<>":
+    if _header(headers, "Return-Path", defects).strip() == "<>":
         return MessageKind.AUTO_REPLY, "empty Return-Path"
     if _AUTOMATIC_SUBJECT.search(subject):
         return MessageKind.AUTO_REPLY, "subject of an automatic reply"

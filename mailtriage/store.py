@@ -93,6 +93,18 @@ class Store:
         self.sync_state_table = schema.tables["sync_state"]
         self.messages_table = schema.tables["messages"]
         self.audit_table = schema.tables["audit_log"]
+        # The statements of the hot path, built once: building one costs more than running it.
+        state, message = self.sync_state_table.c, self.messages_table.c
+        self._find = sa.select(self.messages_table).where(
+            message.mailbox == sa.bindparam("b_mailbox"),
+            message.message_id == sa.bindparam("b_message_id"),
+            message.content_hash == sa.bindparam("b_content_hash"),
+        )
+        self._update_state = self.sync_state_table.update().where(
+            state.mailbox == sa.bindparam("b_mailbox"), state.folder == sa.bindparam("b_folder")
+        )
+        self._insert_message = self.messages_table.insert()
+        self._insert_audit = self.audit_table.insert()
 
     def migrate(self) -> None:
         """Bring the schema up to the newest migration (a no-op when it already is)."""
@@ -130,26 +142,17 @@ class Store:
 
     def _save_state(self, db: Connection, mailbox: str, folder: str, state: SyncState, now: datetime) -> None:
         values = {"uidvalidity": state.uidvalidity, "last_uid": state.last_uid, "updated_at": _naive(now)}
-        updated = db.execute(
-            self.sync_state_table.update()
-            .where(self.sync_state_table.c.mailbox == mailbox, self.sync_state_table.c.folder == folder)
-            .values(values)
-        )
+        updated = db.execute(self._update_state, {"b_mailbox": mailbox, "b_folder": folder, **values})
         if updated.rowcount == 0:
-            db.execute(self.sync_state_table.insert().values(mailbox=mailbox, folder=folder, **values))
+            db.execute(self.sync_state_table.insert(), {"mailbox": mailbox, "folder": folder, **values})
 
     # --- messages ------------------------------------------------------------------------------------------------
 
     def find(self, mailbox: str, message_id: str, content_hash: str) -> MessageRecord | None:
         """The message with this Message-ID and content, wherever it was seen in this mailbox."""
         with self._transaction() as db:
-            row = db.execute(
-                sa.select(self.messages_table).where(
-                    self.messages_table.c.mailbox == mailbox,
-                    self.messages_table.c.message_id == message_id,
-                    self.messages_table.c.content_hash == content_hash,
-                )
-            ).first()
+            found = {"b_mailbox": mailbox, "b_message_id": message_id, "b_content_hash": content_hash}
+            row = db.execute(self._find, found).first()
         return None if row is None else _record(row)
 
     def record(
@@ -191,7 +194,7 @@ class Store:
             "recorded_at": _naive(now),
         }
         with self._transaction() as db:
-            message = int(db.execute(self.messages_table.insert().values(values)).inserted_primary_key[0])  # type: ignore[index]
+            message = int(db.execute(self._insert_message, values).inserted_primary_key[0])  # type: ignore[index]
             detail = {"uid": raw.uid, "status": status, "kind": parsed.kind.value, "defects": len(parsed.defects)}
             self._audit(db, mailbox, message, "recorded", detail, now)
             self._save_state(db, mailbox, raw.folder, SyncState(raw.uidvalidity, raw.uid), now)
@@ -238,11 +241,8 @@ class Store:
     def _audit(
         self, db: Connection, mailbox: str, message: int | None, action: str, detail: dict[str, Any], now: datetime
     ) -> None:
-        db.execute(
-            self.audit_table.insert().values(
-                at=_naive(now), mailbox=mailbox, message=message, action=action, detail=detail
-            )
-        )
+        values = {"at": _naive(now), "mailbox": mailbox, "message": message, "action": action, "detail": detail}
+        db.execute(self._insert_audit, values)
 
     def audit_events(self, mailbox: str | None = None) -> list[AuditEvent]:
         query = sa.select(self.audit_table).order_by(self.audit_table.c.id)

@@ -69,6 +69,7 @@ class ParsedEmail:
     message_id: str
     message_id_synthetic: bool
     sender: Address | None
+    # Reply-To and the recipients are read for customer mail only: automatic mail is never answered.
     reply_to: tuple[Address, ...]
     to: tuple[Address, ...]
     cc: tuple[Address, ...]

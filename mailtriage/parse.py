@@ -51,7 +51,7 @@ def parse_message(
     data: bytes, *, internal_date: datetime | None = None, own_addresses: frozenset[str] = frozenset()
 ) -> ParsedEmail:
     """Decode ``data`` (a whole RFC 5322 message) into a ParsedEmail; never raises for malformed input."""
-    content_hash = hashlib.sha256(data).hexdigest()
+    content_hash = hash_content(data)
     defects: list[str] = []
     try:
         msg = _PARSER.parsebytes(data)
@@ -72,20 +72,21 @@ def parse_message(
     sender = _first(_addresses(headers, "From", defects))
     subject = _header(headers, "Subject", defects)
     kind, reason = _kind(headers, sender, subject, content_types, own_addresses, defects)
+    customer = kind is MessageKind.CUSTOMER
     return ParsedEmail(
         message_id=message_id,
         message_id_synthetic=synthetic,
         sender=sender,
-        reply_to=_addresses(headers, "Reply-To", defects),
-        to=_addresses(headers, "To", defects),
-        cc=_addresses(headers, "Cc", defects),
+        reply_to=_addresses(headers, "Reply-To", defects) if customer else (),
+        to=_addresses(headers, "To", defects) if customer else (),
+        cc=_addresses(headers, "Cc", defects) if customer else (),
         subject=subject,
         date=_date(headers, defects),
         internal_date=internal_date,
         in_reply_to=_first_msgid(_header(headers, "In-Reply-To", defects)),
         references=tuple(_MSGID.findall(_header(headers, "References", defects))),
         text=text,
-        new_text=_new_text(text, defects) if kind is MessageKind.CUSTOMER else "",
+        new_text=_new_text(text, defects) if customer else "",
         attachments=attachments,
         kind=kind,
         kind_reason=reason,
@@ -93,6 +94,11 @@ def parse_message(
         size=len(data),
         defects=tuple(dict.fromkeys(defects)),
     )
+
+
+def hash_content(data: bytes) -> str:
+    """The identity of a message's content: SHA-256 of its bytes, in hex."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def _describe(defect: Exception) -> str:
@@ -169,6 +175,7 @@ def _decode_bytes(data: bytes, charset: str | None, what: str, defects: list[str
 
 
 _WESTERN_MARKS = set("€‚„…‘’“”–—•«»°§©®™·")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{4,}")
 
 
@@ -182,7 +189,7 @@ def _looks_western(data: bytes) -> bool:
         text = data.decode("cp1252")
     except UnicodeDecodeError:
         return False
-    high = [ch for ch in text if ord(ch) > 127]
+    high = set(_NON_ASCII.findall(text))
     return all(ch.isalpha() or ch in _WESTERN_MARKS for ch in high) and not _NON_ASCII_RUN.search(text)
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from mailtriage.mailbox import Mailbox
 from mailtriage.models import MessageKind, ParsedEmail, RawMessage
-from mailtriage.parse import parse_message
+from mailtriage.parse import hash_content, parse_message
 from mailtriage.store import MessageRecord, Store, SyncState
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,9 @@ def run_cycle(
 ) -> CycleReport:
     """Process what arrived in ``mailbox``'s inbox since the last cycle, each message exactly once.
 
-    An idle cycle costs one STATUS command: UIDNEXT tells whether anything is new. A changed UIDVALIDITY makes the
-    whole folder be matched again by Message-ID and content hash, so nothing is processed twice.
+    An idle cycle costs one round trip to the server (a NOOP on IMAP): UIDNEXT tells whether anything is new.
+    Messages already recorded are known by their content hash (which covers the Message-ID), one query per batch:
+    a changed UIDVALIDITY, a message moved back into the inbox or delivered twice is noted, never processed again.
     """
     report = CycleReport(mailbox.name)
     folder = mailbox.inbox
@@ -92,17 +93,43 @@ def run_cycle(
         store.set_sync_state(mailbox.name, folder, SyncState(status.uidvalidity, status.uidnext - 1), now())
         return report
     report.backlog = max(0, len(uids) - options.max_per_cycle)
-    for raw in _fetch(mailbox, folder, uids[: options.max_per_cycle], options.batch_size):
-        _process(raw, mailbox.name, store, now(), options, stages, report)
-        if should_stop():
-            log.info("mailbox %s: stopping after UID %s as asked", mailbox.name, raw.uid)
+    for batch in _batches(mailbox, folder, uids[: options.max_per_cycle], options.batch_size):
+        with store.batch():  # a crash before its commit means the batch is read again, nothing more
+            stopped = _process_batch(batch, mailbox.name, store, now, options, stages, should_stop, report)
+        if stopped:
             break
     return report
 
 
-def _fetch(mailbox: Mailbox, folder: str, uids: list[int], batch_size: int) -> Iterator[RawMessage]:
+def _process_batch(
+    batch: list[RawMessage],
+    mailbox: str,
+    store: Store,
+    now: Callable[[], datetime],
+    options: CycleOptions,
+    stages: Callable[[ParsedEmail], str],
+    should_stop: Callable[[], bool],
+    report: CycleReport,
+) -> bool:
+    """Record each message of a fetched batch, or note where it is if it is known; True if asked to stop."""
+    hashes = [hash_content(raw.data) for raw in batch]
+    known: dict[str, MessageRecord | None] = dict(store.known(mailbox, hashes))
+    for raw, content_hash in zip(batch, hashes, strict=True):
+        if content_hash in known:
+            record = known[content_hash] or store.known(mailbox, [content_hash])[content_hash]
+            _seen_again(record, raw, store, now(), report)
+        else:
+            _process(raw, mailbox, store, now(), options, stages, report)
+            known[content_hash] = None  # recorded just now: another copy in this batch is seen again
+        if should_stop():
+            log.info("mailbox %s: stopping after UID %s as asked", mailbox, raw.uid)
+            return True
+    return False
+
+
+def _batches(mailbox: Mailbox, folder: str, uids: list[int], batch_size: int) -> Iterator[list[RawMessage]]:
     for start in range(0, len(uids), batch_size):
-        yield from mailbox.fetch(folder, uids[start : start + batch_size])
+        yield list(mailbox.fetch(folder, uids[start : start + batch_size]))
 
 
 def _process(
@@ -115,10 +142,6 @@ def _process(
     report: CycleReport,
 ) -> None:
     parsed = parse_message(raw.data, internal_date=raw.internal_date, own_addresses=options.own_addresses)
-    known = store.find(mailbox, parsed.message_id, parsed.content_hash)
-    if known is not None:
-        _seen_again(known, raw, store, now, report)
-        return
     try:
         status, error = stages(parsed), None
     except Exception as exc:  # a failing stage must not stop the cycle; the message is kept for a human

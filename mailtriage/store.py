@@ -7,7 +7,8 @@ Alembic migrations under ``mailtriage/migrations`` and brought up to date whenev
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,16 +96,16 @@ class Store:
         self.audit_table = schema.tables["audit_log"]
         # The statements of the hot path, built once: building one costs more than running it.
         state, message = self.sync_state_table.c, self.messages_table.c
-        self._find = sa.select(self.messages_table).where(
+        self._known = sa.select(self.messages_table).where(
             message.mailbox == sa.bindparam("b_mailbox"),
-            message.message_id == sa.bindparam("b_message_id"),
-            message.content_hash == sa.bindparam("b_content_hash"),
+            message.content_hash.in_(sa.bindparam("b_hashes", expanding=True)),
         )
         self._update_state = self.sync_state_table.update().where(
             state.mailbox == sa.bindparam("b_mailbox"), state.folder == sa.bindparam("b_folder")
         )
         self._insert_message = self.messages_table.insert()
         self._insert_audit = self.audit_table.insert()
+        self._local = threading.local()
 
     def migrate(self) -> None:
         """Bring the schema up to the newest migration (a no-op when it already is)."""
@@ -118,7 +119,28 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the store calls inside, in this thread, one transaction: all of them are recorded, or none.
+
+        The cycle records a fetched batch at a time: a commit per message cost more than parsing it, and a crash
+        before the commit only means the batch is read again.
+        """
+        if self._local.__dict__.get("db") is not None:
+            yield
+            return
+        with self._transaction() as db:
+            self._local.db = db
+            try:
+                yield
+            finally:
+                self._local.db = None
+
+    @contextmanager
     def _transaction(self) -> Iterator[Connection]:
+        joined = self._local.__dict__.get("db")
+        if joined is not None:
+            yield joined
+            return
         try:
             with self.engine.begin() as connection:
                 yield connection
@@ -148,12 +170,17 @@ class Store:
 
     # --- messages ------------------------------------------------------------------------------------------------
 
-    def find(self, mailbox: str, message_id: str, content_hash: str) -> MessageRecord | None:
-        """The message with this Message-ID and content, wherever it was seen in this mailbox."""
+    def known(self, mailbox: str, content_hashes: Sequence[str]) -> dict[str, MessageRecord]:
+        """The messages of ``mailbox`` already recorded with these contents, by content hash (one query).
+
+        Identical bytes mean the same message: the hash covers the Message-ID too, and tells apart two different
+        mails that share one.
+        """
+        if not content_hashes:
+            return {}
         with self._transaction() as db:
-            found = {"b_mailbox": mailbox, "b_message_id": message_id, "b_content_hash": content_hash}
-            row = db.execute(self._find, found).first()
-        return None if row is None else _record(row)
+            rows = db.execute(self._known, {"b_mailbox": mailbox, "b_hashes": list(set(content_hashes))})
+            return {row.content_hash: _record(row) for row in rows}
 
     def record(
         self,
@@ -165,7 +192,8 @@ class Store:
         now: datetime,
         error: str | None = None,
     ) -> int:
-        """Record a newly read message and advance the folder's sync state past it, in one transaction.
+        """Record a newly read message and advance the folder's sync state past it, in one transaction (or in
+        the enclosing ``batch``).
 
         A crash before the commit leaves neither, so the message is read again; after it, both, so it is not.
         """

@@ -50,7 +50,7 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.DateTime, nullable=False),
         sa.UniqueConstraint("mailbox", "folder", "uidvalidity", "uid", name="uq_messages_location"),
     )
-    op.create_index("ix_messages_identity", "messages", ["mailbox", "message_id", "content_hash"])
+    op.create_index("ix_messages_content", "messages", ["mailbox", "content_hash"])
     op.create_index("ix_messages_recorded_at", "messages", ["recorded_at"])
     op.create_table(
         "audit_log",

@@ -67,7 +67,7 @@ def _settings(ctx: click.Context) -> Settings:
 @click.version_option(package_name="mailtriage")
 @click.pass_context
 def main(ctx: click.Context, config: Path | None, log_level: str | None) -> None:
-    """Triage a customer-support inbox: read new mail, classify, route, draft replies, watch deadlines.
+    """Triage a customer-support inbox: read new mail from IMAP or a Maildir, exactly once, and record it.
 
     \b
     Example:

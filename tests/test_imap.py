@@ -193,7 +193,7 @@ def test_the_running_daemon_triages_mail_pushed_by_idle_long_before_its_next_pol
     runner = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
     runner.start()
     try:
-        time.sleep(1.5)  # first poll done, IDLE listening
+        time.sleep(3.5)  # first poll done, IDLE listening (and, with a short timeout, re-issued a few times)
         account.append_many([letter(1)])
         deadline = time.monotonic() + 5
         while store.count() == 0 and time.monotonic() < deadline:

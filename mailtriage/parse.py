@@ -40,7 +40,7 @@ _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 _SURROGATES = re.compile(r"[\udc80-\udcff]")
 _AUTOMATIC_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?reply|out of (the )?office|autoreply|abwesenheitsnotiz|abwesend|automatische antwort"
-    r"|r[ée]ponse automatique|absence du bureau|absent\b)",
+    r"|r[ée]ponse automatique|absence du bureau)",
     re.IGNORECASE,
 )
 _BOUNCE_SENDERS = ("mailer-daemon", "postmaster")
@@ -51,6 +51,39 @@ def parse_message(
     data: bytes, *, internal_date: datetime | None = None, own_addresses: frozenset[str] = frozenset()
 ) -> ParsedEmail:
     """Decode ``data`` (a whole RFC 5322 message) into a ParsedEmail; never raises for malformed input."""
+    try:
+        return _parse(data, internal_date, own_addresses)
+    except Exception as exc:  # a parser bug must not stop intake at this message: keep it, say why, go on
+        return unparsed(data, internal_date, exc)
+
+
+def unparsed(data: bytes, internal_date: datetime | None, error: Exception) -> ParsedEmail:
+    """What is recorded of a message the parser failed on: its identity, its size and the error."""
+    content_hash = hash_content(data)
+    return ParsedEmail(
+        message_id=f"<{content_hash[:32]}@{SYNTHETIC_DOMAIN}>",
+        message_id_synthetic=True,
+        sender=None,
+        reply_to=(),
+        to=(),
+        cc=(),
+        subject="",
+        date=None,
+        internal_date=internal_date,
+        in_reply_to=None,
+        references=(),
+        text="",
+        new_text="",
+        attachments=(),
+        kind=MessageKind.CUSTOMER,
+        kind_reason="unknown: the message could not be parsed",
+        content_hash=content_hash,
+        size=len(data),
+        defects=(f"the parser failed ({type(error).__name__}: {error}); left for a human",),
+    )
+
+
+def _parse(data: bytes, internal_date: datetime | None, own_addresses: frozenset[str]) -> ParsedEmail:
     content_hash = hash_content(data)
     defects: list[str] = []
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mailtriage.models import MessageKind
-from mailtriage.parse import MAX_DEPTH, parse_message
+from mailtriage.parse import MAX_DEPTH, parse_message, unparsed
 
 MALFORMED = Path(__file__).parent / "fixtures" / "malformed"
 DEMO = Path(__file__).parent.parent / "mailtriage" / "demo_mail"
@@ -137,6 +137,13 @@ def test_endlessly_nested_multipart_keeps_its_headers_and_records_the_defect() -
     assert any("nested too deeply" in d for d in parsed.defects)
     assert parsed.subject == "nested" and parsed.sender is not None
     assert "From:" not in parsed.text
+
+
+def test_a_message_the_parser_fails_on_is_still_recorded_with_the_error() -> None:
+    data = b"From: a@example.com\nSubject: x\n\nbody\n"
+    parsed = unparsed(data, None, ValueError("boom"))
+    assert parsed.message_id == parse_message(data).message_id  # the same synthetic identity as a parsed one
+    assert parsed.defects == ("the parser failed (ValueError: boom); left for a human",)
 
 
 def test_a_subject_with_an_encoded_line_break_cannot_carry_a_header() -> None:

@@ -66,3 +66,21 @@ class StoreError(MailtriageError):
     """Raised when the store (the database of sync state, messages and audit log) cannot be opened or written."""
 
     exit_code = 4
+
+
+class ModelError(MailtriageError):
+    """Raised when the classifier's model file cannot be used: missing, altered, untrusted, or sorting into other
+    categories than the configuration names."""
+
+    exit_code = 2
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"model {path}: {reason}")
+
+
+class TrainingError(MailtriageError):
+    """Raised when training data cannot be read or is not enough to train on."""
+
+    exit_code = 2

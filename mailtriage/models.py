@@ -87,3 +87,22 @@ class ParsedEmail:
     content_hash: str
     size: int
     defects: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What the model decided for a customer message.
+
+    ``category`` is the fallback category (a human decides) when ``confidence`` in ``predicted`` is below the
+    configured threshold.
+    """
+
+    category: str
+    predicted: str
+    confidence: float
+    language: str
+    model_version: str
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.category != self.predicted

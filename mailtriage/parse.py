@@ -413,6 +413,11 @@ def _html_to_text(html: str, defects: list[str]) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def customer_text(text: str) -> str:
+    """The customer's own new words in a mail body: quoted earlier messages and the signature removed."""
+    return _new_text(text, [])
+
+
 def _new_text(text: str, defects: list[str]) -> str:
     """The customer's own new words: quoted earlier messages and the signature removed.
 

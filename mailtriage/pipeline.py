@@ -12,15 +12,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailtriage.mailbox import Mailbox
-from mailtriage.models import MessageKind, ParsedEmail, RawMessage
+from mailtriage.models import Classification, MessageKind, ParsedEmail, RawMessage
 from mailtriage.parse import hash_content, parse_message
 from mailtriage.store import MessageRecord, Store, SyncState
 
 log = logging.getLogger(__name__)
 
+CLASSIFIED = "classified"
 UNCLASSIFIED = "unclassified"
 SKIPPED = "skipped"
 FAILED = "failed"
+
+Stages = Callable[[ParsedEmail], Classification | None]
+"""What happens to customer mail after parsing: for now, classification (None when no model is used)."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +54,9 @@ class CycleReport:
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
 
-def triage(parsed: ParsedEmail) -> str:
-    """The stages after parsing: classify, route, draft. Until they exist, customer mail is left ``unclassified``.
-
-    Mail that is not from a customer (auto-replies, bounces, bulk mail, our own) is recorded and never triaged.
-    """
-    return UNCLASSIFIED if parsed.kind is MessageKind.CUSTOMER else SKIPPED
+def no_stages(parsed: ParsedEmail) -> Classification | None:
+    """Record customer mail without classifying it."""
+    return None
 
 
 def run_cycle(
@@ -65,7 +66,7 @@ def run_cycle(
     now: Callable[[], datetime],
     options: CycleOptions = CycleOptions(),
     should_stop: Callable[[], bool] = lambda: False,
-    stages: Callable[[ParsedEmail], str] = triage,
+    stages: Stages = no_stages,
 ) -> CycleReport:
     """Process what arrived in ``mailbox``'s inbox since the last cycle, each message exactly once.
 
@@ -107,7 +108,7 @@ def _process_batch(
     store: Store,
     now: Callable[[], datetime],
     options: CycleOptions,
-    stages: Callable[[ParsedEmail], str],
+    stages: Stages,
     should_stop: Callable[[], bool],
     report: CycleReport,
 ) -> bool:
@@ -138,16 +139,23 @@ def _process(
     store: Store,
     now: datetime,
     options: CycleOptions,
-    stages: Callable[[ParsedEmail], str],
+    stages: Stages,
     report: CycleReport,
 ) -> None:
+    """Parse, triage and record one new message. Mail that is not from a customer (auto-replies, bounces, bulk
+    mail, our own) is recorded and never triaged."""
     parsed = parse_message(raw.data, internal_date=raw.internal_date, own_addresses=options.own_addresses)
-    try:
-        status, error = stages(parsed), None
-    except Exception as exc:  # a failing stage must not stop the cycle; the message is kept for a human
-        log.exception("mailbox %s: UID %s %s: triage failed", mailbox, raw.uid, parsed.message_id)
-        status, error = FAILED, f"{type(exc).__name__}: {exc}"
-    store.record(mailbox, raw, parsed, status=status, now=now, error=error)
+    classification, error = None, None
+    if parsed.kind is not MessageKind.CUSTOMER:
+        status = SKIPPED
+    else:
+        try:
+            classification = stages(parsed)
+            status = UNCLASSIFIED if classification is None else CLASSIFIED
+        except Exception as exc:  # a failing stage must not stop the cycle; the message is kept for a human
+            log.exception("mailbox %s: UID %s %s: triage failed", mailbox, raw.uid, parsed.message_id)
+            status, error = FAILED, f"{type(exc).__name__}: {exc}"
+    store.record(mailbox, raw, parsed, status=status, now=now, error=error, classification=classification)
     if status == FAILED:
         report.failed += 1
     elif status == SKIPPED:
@@ -155,9 +163,15 @@ def _process(
     else:
         report.new += 1
     report.count(status)
+    decided = (
+        f"{classification.category} ({classification.predicted} {classification.confidence:.2f}, "
+        f"{classification.language})"
+        if classification
+        else status
+    )
     log.info(
-        "mailbox %s: UID %s %s from %s: %s (%s)%s",
-        mailbox, raw.uid, parsed.message_id, parsed.sender.email if parsed.sender else "(no sender)", status,
+        "mailbox %s: UID %s %s from %s: %s; %s%s",
+        mailbox, raw.uid, parsed.message_id, parsed.sender.email if parsed.sender else "(no sender)", decided,
         parsed.kind_reason, f"; {len(parsed.defects)} defects" if parsed.defects else "",
     )  # fmt: skip
 

@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
 from mailtriage.mailbox import Mailbox, open_mailbox
 from mailtriage.mailbox.imap import ImapMailbox
-from mailtriage.pipeline import CycleOptions, CycleReport, run_cycle
+from mailtriage.pipeline import CycleOptions, CycleReport, Stages, no_stages, run_cycle
 from mailtriage.settings import ScheduleSettings, Settings
 from mailtriage.store import Store
 
@@ -45,19 +45,28 @@ class Daemon:
         options: CycleOptions,
         schedule: ScheduleSettings,
         now: Callable[[], datetime] = utcnow,
+        stages: Stages = no_stages,
     ) -> None:
         self.mailboxes = list(mailboxes)
         self.store = store
         self.options = options
         self.schedule = schedule
         self.now = now
+        self.stages = stages
         self.stop = threading.Event()
         self._failures = {mailbox.name: 0 for mailbox in self.mailboxes}
 
     def cycle(self, mailbox: Mailbox) -> CycleReport:
         """One cycle for one mailbox; a mailbox failure is logged and reported, never raised."""
         try:
-            report = run_cycle(mailbox, self.store, now=self.now, options=self.options, should_stop=self.stop.is_set)
+            report = run_cycle(
+                mailbox,
+                self.store,
+                now=self.now,
+                options=self.options,
+                should_stop=self.stop.is_set,
+                stages=self.stages,
+            )
         except (MailboxError, StoreError) as exc:
             self._failures[mailbox.name] += 1
             delay = backoff(self._failures[mailbox.name], self.schedule)
@@ -164,5 +173,9 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
         batch_size=settings.intake.batch_size,
         max_per_cycle=settings.intake.max_per_cycle,
     )
+    from mailtriage.classify import Predictor, load_or_build_default
+
+    classifier = load_or_build_default(settings.classifier.model, settings.category_names(), log.info)
+    predictor = Predictor(classifier, settings.classifier.threshold, settings.classifier.fallback)
     mailboxes = [open_mailbox(mailbox) for mailbox in settings.mailboxes]
-    return Daemon(mailboxes, Store(settings.store.url), options, settings.schedule, now)
+    return Daemon(mailboxes, Store(settings.store.url), options, settings.schedule, now, predictor)

@@ -181,6 +181,33 @@ class StoreSettings(_Section):
         return value
 
 
+class Category(_Section):
+    """A category mail is sorted into (routing and templates are configured per category in later sections)."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = ""
+
+
+DEFAULT_CATEGORIES = (
+    Category(name="defect-complaint", description="Complaint about a defective or damaged product"),
+    Category(name="return-refund", description="Return, exchange, cancellation or refund"),
+    Category(name="repair", description="Repair and maintenance, in or out of warranty"),
+    Category(name="how-to", description="How to set up, use or care for a product"),
+    Category(name="spare-parts", description="Spare parts and accessories"),
+    Category(name="order-delivery", description="Order and delivery status"),
+    Category(name="billing", description="Billing, invoices and payments"),
+    Category(name="feedback", description="Praise, suggestions and other feedback"),
+)
+
+
+class ClassifierSettings(_Section):
+    """The model that sorts customer mail into categories, and how sure it must be."""
+
+    model: Path = Path("models/default.skops")
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    fallback: str = Field(default="needs-triage", pattern=r"^[a-z0-9][a-z0-9-]*$")
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -196,6 +223,8 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     intake: IntakeSettings = IntakeSettings()
     store: StoreSettings = StoreSettings()
+    categories: tuple[Category, ...] = DEFAULT_CATEGORIES
+    classifier: ClassifierSettings = ClassifierSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -211,11 +240,19 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
     @model_validator(mode="after")
-    def _unique_mailbox_names(self) -> Settings:
+    def _consistent(self) -> Settings:
         names = [mailbox.name for mailbox in self.mailboxes]
         if len(set(names)) != len(names):
             raise ValueError(f"mailbox names that are unique (got {', '.join(names)})")
+        categories = self.category_names()
+        if len(set(categories)) != len(categories) or len(categories) < 2:
+            raise ValueError(f"at least two categories with unique names (got {', '.join(categories)})")
+        if self.classifier.fallback in categories:
+            raise ValueError(f"a classifier.fallback that is not one of the categories ({self.classifier.fallback})")
         return self
+
+    def category_names(self) -> tuple[str, ...]:
+        return tuple(category.name for category in self.categories)
 
     def own_addresses(self) -> frozenset[str]:
         """Our own addresses: the configured ones and every IMAP username that is an address."""
@@ -302,11 +339,12 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
                 update={"maildir": under(mailbox.maildir), "ca_file": under(mailbox.ca_file), "secret": secret}
             )
         )
+    classifier = settings.classifier.model_copy(update={"model": base / settings.classifier.model.expanduser()})
     store = settings.store
     url = make_url(store.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         store = store.model_copy(update={"url": url.set(database=str(base / url.database)).render_as_string(False)})
-    return settings.model_copy(update={"mailboxes": tuple(mailboxes), "store": store})
+    return settings.model_copy(update={"mailboxes": tuple(mailboxes), "store": store, "classifier": classifier})
 
 
 def masked(settings: Settings) -> dict[str, Any]:

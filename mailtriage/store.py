@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailtriage.errors import StoreError
-from mailtriage.models import ParsedEmail, RawMessage
+from mailtriage.models import Classification, ParsedEmail, RawMessage
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -54,6 +54,11 @@ class MessageRecord:
     recorded_at: datetime
     defects: tuple[str, ...]
     error: str | None
+    category: str | None = None
+    confidence: float | None = None
+    language: str | None = None
+    model_version: str | None = None
+    new_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,7 @@ class Store:
         status: str,
         now: datetime,
         error: str | None = None,
+        classification: Classification | None = None,
     ) -> int:
         """Record a newly read message and advance the folder's sync state past it, in one transaction (or in
         the enclosing ``batch``).
@@ -220,10 +226,17 @@ class Store:
             "defects": list(parsed.defects),
             "error": error,
             "recorded_at": _naive(now),
+            "category": classification.category if classification else None,
+            "predicted": classification.predicted if classification else None,
+            "confidence": classification.confidence if classification else None,
+            "language": classification.language if classification else None,
+            "model_version": classification.model_version if classification else None,
         }
         with self._transaction() as db:
             message = int(db.execute(self._insert_message, values).inserted_primary_key[0])  # type: ignore[index]
-            detail = {"uid": raw.uid, "status": status, "kind": parsed.kind.value, "defects": len(parsed.defects)}
+            detail: dict[str, Any] = {"uid": raw.uid, "status": status, "kind": parsed.kind.value}
+            if classification is not None:
+                detail |= {"category": classification.category, "confidence": round(classification.confidence, 3)}
             self._audit(db, mailbox, message, "recorded", detail, now)
             self._save_state(db, mailbox, raw.folder, SyncState(raw.uidvalidity, raw.uid), now)
         return message
@@ -300,6 +313,11 @@ def _record(row: sa.Row[Any]) -> MessageRecord:
         recorded_at=_utc(row.recorded_at) or row.recorded_at,
         defects=tuple(_json(row.defects)),
         error=row.error,
+        category=row.category,
+        confidence=row.confidence,
+        language=row.language,
+        model_version=row.model_version,
+        new_text=row.new_text,
     )
 
 

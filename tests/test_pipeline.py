@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mailtriage.mailbox.memory import MemoryMailbox
-from mailtriage.models import ParsedEmail
+from mailtriage.models import Classification, ParsedEmail
 from mailtriage.pipeline import CycleOptions, run_cycle
 from mailtriage.store import Store
 
@@ -111,10 +111,10 @@ def test_an_out_of_office_reply_is_recorded_and_never_triaged(store: Store) -> N
 
 
 def test_a_stage_that_fails_on_one_message_leaves_it_recorded_as_failed_and_the_cycle_goes_on(store: Store) -> None:
-    def stages(parsed: ParsedEmail) -> str:
+    def stages(parsed: ParsedEmail) -> Classification:
         if parsed.subject == "Order 1":
             raise ValueError("template missing")
-        return "unclassified"
+        return Classification("order-delivery", "order-delivery", 0.9, "en", "test")
 
     mailbox = MemoryMailbox()
     fill(mailbox, 3)

@@ -1,0 +1,428 @@
+"""Train, evaluate and use the model that sorts customer mail into categories.
+
+The model reads the subject and the customer's new text (quotes and signature removed) through word and character
+n-gram TF-IDF, which copes with several languages and with typos, into a linear SVM whose scores are calibrated to
+probabilities. It is saved with skops, which loads only the types it is told to trust (no arbitrary pickles),
+beside a JSON file of metadata holding the model file's SHA-256, checked before loading.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import platform
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+import skops.io as sio
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.svm import LinearSVC
+
+from mailtriage import __version__
+from mailtriage.errors import ModelError, TrainingError
+from mailtriage.language import detect
+from mailtriage.models import Classification, ParsedEmail
+from mailtriage.parse import customer_text, parse_message
+from mailtriage.settings import DEFAULT_CATEGORIES
+
+TRUSTED_TYPES = ["mailtriage.classify.SoftmaxLinearSVC"]
+"""The types outside skops' safe defaults that our model holds; a file asking for any other is refused."""
+MIN_EXAMPLES = 3
+THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SEED = 0
+DEFAULT_CATEGORY_NAMES = tuple(category.name for category in DEFAULT_CATEGORIES)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled text: the subject and the customer's new words, joined."""
+
+    text: str
+    label: str
+    language: str
+
+
+def feature_text(subject: str, new_text: str) -> str:
+    """What the model reads of a message."""
+    return f"{subject}\n{new_text}".strip()
+
+
+# --- training data -----------------------------------------------------------------------------------------------
+
+
+def seed_examples() -> list[Example]:
+    """The shipped seed set: English, French and German mails for the default categories, written for mailtriage."""
+    folder = resources.files("mailtriage").joinpath("seed")
+    examples = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".jsonl"):
+            for line in entry.read_text(encoding="utf-8").splitlines():
+                item = json.loads(line)
+                text = feature_text(item["subject"], customer_text(item["body"]))
+                examples.append(Example(text, item["label"], item["language"]))
+    return examples
+
+
+def read_table(path: Path, text_column: str = "text", label_column: str = "label") -> list[Example]:
+    """Examples from a CSV file (with a header row) or a JSONL file (one object per line).
+
+    Raises:
+        TrainingError: naming the file and what is wrong with it (missing, unreadable, a column absent).
+    """
+    try:
+        content = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"cannot read {path}: {exc}") from None
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        try:
+            rows = [json.loads(line) for line in content.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise TrainingError(f"{path}: line {exc.lineno} is not JSON") from None
+    else:
+        rows = list(csv.DictReader(content.splitlines()))
+    examples = []
+    for number, row in enumerate(rows, start=1):
+        if text_column not in row or label_column not in row:
+            raise TrainingError(
+                f"{path}: row {number} has no {text_column!r} or {label_column!r} column "
+                "(choose them with --text-column and --label-column)"
+            )
+        text, label = str(row[text_column]).strip(), str(row[label_column]).strip()
+        if text and label:
+            examples.append(Example(text, label, str(row.get("language") or detect(text)[0])))
+    return examples
+
+
+def read_eml_folder(path: Path) -> list[Example]:
+    """Examples from a folder holding one subfolder per category, each with ``.eml`` files."""
+    if not path.is_dir():
+        raise TrainingError(f"{path} is not a folder of category subfolders")
+    examples = []
+    for folder in sorted(p for p in path.iterdir() if p.is_dir()):
+        for eml in sorted(folder.glob("*.eml")):
+            examples.append(example_from_mail(eml.read_bytes(), folder.name))
+    return examples
+
+
+def example_from_mail(data: bytes, label: str) -> Example:
+    parsed = parse_message(data)
+    text = feature_text(parsed.subject, parsed.new_text or customer_text(parsed.text))
+    return Example(text, label, detect(text)[0])
+
+
+# --- the model ---------------------------------------------------------------------------------------------------
+
+
+class SoftmaxLinearSVC(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """A linear SVM whose scores become probabilities through a softmax with one temperature.
+
+    The temperature is fitted on cross-validated scores. One number is cheap to apply, where scikit-learn's
+    per-class calibrators cost several milliseconds a message with many categories.
+    """
+
+    def __init__(self, C: float = 0.5, folds: int = 3, random_state: int = SEED) -> None:  # noqa: N803
+        self.C = C
+        self.folds = folds
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Sequence[str]) -> SoftmaxLinearSVC:  # noqa: N803
+        self.svm_ = LinearSVC(C=self.C, random_state=self.random_state).fit(X, y)
+        self.classes_ = self.svm_.classes_
+        folds = max(2, min(self.folds, min(Counter(y).values())))
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
+        held_out = cross_val_predict(
+            LinearSVC(C=self.C, random_state=self.random_state), X, y, cv=splitter, method="decision_function"
+        )
+        truth = np.searchsorted(self.classes_, np.asarray(y))
+        scores = _two_columns(held_out)
+        candidates = np.geomspace(0.01, 10.0, 80)
+        self.temperature_ = float(min(candidates, key=lambda t: _log_loss(scores / t, truth)))
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:  # noqa: N803
+        return np.asarray(self.svm_.decision_function(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        return _softmax(_two_columns(self.decision_function(X)) / self.temperature_)
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        return np.asarray(self.classes_[self.predict_proba(X).argmax(axis=1)])
+
+
+def _two_columns(scores: np.ndarray) -> np.ndarray:
+    """Scores as one column per class: with two classes an SVM gives one signed score."""
+    return np.column_stack([-scores / 2, scores / 2]) if scores.ndim == 1 else scores
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
+
+
+def _log_loss(scores: np.ndarray, truth: np.ndarray) -> float:
+    probabilities = _softmax(scores)
+    return float(-np.mean(np.log(probabilities[np.arange(len(truth)), truth] + 1e-12)))
+
+
+def build_model() -> Pipeline:
+    """A fresh, untrained model."""
+    features = FeatureUnion(
+        [
+            ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, strip_accents="unicode")),
+            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
+        ]
+    )
+    return Pipeline([("features", features), ("classifier", SoftmaxLinearSVC())])
+
+
+@dataclass
+class Metrics:
+    """How well a model did on labelled examples it was not trained on."""
+
+    examples: int
+    accuracy: float
+    macro_f1: float
+    per_category: dict[str, dict[str, float]]
+    per_language: dict[str, dict[str, float]]
+    confusion: dict[str, dict[str, int]]
+    thresholds: list[dict[str, float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure(examples: Sequence[Example], predicted: Sequence[str], confidence: Sequence[float]) -> Metrics:
+    """Metrics of ``predicted`` (with its confidence) against the examples' labels."""
+    truth = [e.label for e in examples]
+    labels = sorted(set(truth) | set(predicted))
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
+    per_category = {
+        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+    }
+    per_language = {}
+    for language in sorted({e.language for e in examples}):
+        index = [i for i, e in enumerate(examples) if e.language == language]
+        mine_truth, mine_predicted = [truth[i] for i in index], [predicted[i] for i in index]
+        per_language[language] = {
+            "examples": len(index),
+            "accuracy": float(accuracy_score(mine_truth, mine_predicted)),
+            "macro_f1": float(f1_score(mine_truth, mine_predicted, average="macro", zero_division=0)),
+        }
+    matrix = confusion_matrix(truth, predicted, labels=labels)
+    confusion = {a: {b: int(matrix[i][j]) for j, b in enumerate(labels) if matrix[i][j]} for i, a in enumerate(labels)}
+    return Metrics(
+        examples=len(examples),
+        accuracy=float(accuracy_score(truth, predicted)),
+        macro_f1=float(f1_score(truth, predicted, average="macro", zero_division=0)),
+        per_category=per_category,
+        per_language=per_language,
+        confusion=confusion,
+        thresholds=_threshold_table(truth, predicted, confidence),
+    )
+
+
+def _threshold_table(
+    truth: Sequence[str], predicted: Sequence[str], confidence: Sequence[float]
+) -> list[dict[str, float]]:
+    """For each threshold: the share of mail the model would decide (coverage) and how often it would be right."""
+    rows = []
+    for threshold in THRESHOLDS:
+        kept = [t == p for t, p, c in zip(truth, predicted, confidence, strict=True) if c >= threshold]
+        rows.append(
+            {
+                "threshold": threshold,
+                "coverage": len(kept) / len(truth) if truth else 0.0,
+                "precision": sum(kept) / len(kept) if kept else 0.0,
+            }
+        )
+    return rows
+
+
+def check_trainable(examples: Sequence[Example]) -> Counter[str]:
+    counts = Counter(e.label for e in examples)
+    if len(counts) < 2:
+        raise TrainingError(f"training needs at least two categories; the data has {len(counts)}")
+    thin = sorted(label for label, count in counts.items() if count < MIN_EXAMPLES)
+    if thin:
+        raise TrainingError(f"categories with fewer than {MIN_EXAMPLES} examples: {', '.join(thin)}")
+    return counts
+
+
+def cross_validate(examples: Sequence[Example], folds: int = 5) -> Metrics:
+    """Metrics from ``folds``-fold stratified cross-validation: every example predicted by a model not trained on it."""
+    counts = check_trainable(examples)
+    folds = max(2, min(folds, min(counts.values())))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
+    texts, labels = [e.text for e in examples], [e.label for e in examples]
+    probabilities = cross_val_predict(build_model(), texts, labels, cv=splitter, method="predict_proba", n_jobs=2)
+    classes = sorted(counts)
+    best = probabilities.argmax(axis=1)
+    return measure(examples, [classes[i] for i in best], probabilities.max(axis=1).tolist())
+
+
+@dataclass
+class TrainedModel:
+    model: Pipeline
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def train(examples: Sequence[Example], *, folds: int = 5, sources: Iterable[str] = ()) -> TrainedModel:
+    """Fit a model on every example, with cross-validated metrics from ``folds`` folds in its metadata."""
+    counts = check_trainable(examples)
+    started = datetime.now(UTC)
+    metrics = cross_validate(examples, folds) if folds > 1 else None
+    model = build_model()
+    model.fit([e.text for e in examples], [e.label for e in examples])
+    languages: dict[str, Counter[str]] = {}
+    for example in examples:
+        languages.setdefault(example.label, Counter())[example.language] += 1
+    metadata = {
+        "format": 1,
+        "categories": sorted(counts),
+        "examples": {label: {"total": counts[label], **languages[label]} for label in sorted(counts)},
+        "trained_at": started.isoformat(timespec="seconds"),
+        "training_seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
+        "sources": list(sources),
+        "cross_validation": None if metrics is None else {"folds": folds, **metrics.as_dict()},
+        "versions": {
+            "mailtriage": __version__,
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    return TrainedModel(model, metadata)
+
+
+def save(trained: TrainedModel, path: Path) -> dict[str, Any]:
+    """Write the model to ``path`` and its metadata, with the file's SHA-256, beside it (``.json``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.dump(trained.model, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    metadata = {**trained.metadata, "sha256": digest, "version": digest[:12]}
+    metadata_path(path).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return metadata
+
+
+def metadata_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+# --- using a model -------------------------------------------------------------------------------------------------
+
+
+class Classifier:
+    """A loaded model: predicts a category with its confidence, and says which words weighed most."""
+
+    def __init__(self, model: Pipeline, metadata: dict[str, Any]) -> None:
+        self.model = model
+        self.metadata = metadata
+        self.categories: tuple[str, ...] = tuple(str(c) for c in model.classes_)
+        self.version = str(metadata.get("version", "unversioned"))
+        self._names = model.named_steps["features"].get_feature_names_out()
+
+    def predict(self, text: str) -> tuple[str, float]:
+        probabilities = self.model.predict_proba([text])[0]
+        best = int(probabilities.argmax())
+        return self.categories[best], float(probabilities[best])
+
+    def explain(self, text: str, category: str, top: int = 8) -> list[tuple[str, float]]:
+        """The features of ``text`` that pushed most towards ``category``, with their weight."""
+        row = self.model.named_steps["features"].transform([text])
+        weights = self._weights(self.categories.index(category))
+        contribution = row.multiply(weights).tocsr()
+        pairs = sorted(zip(contribution.indices, contribution.data, strict=True), key=lambda p: -p[1])
+        return [(_term(self._names[i]), float(w)) for i, w in pairs[:top] if w > 0]
+
+    def _weights(self, index: int) -> np.ndarray:
+        coef = self.model.named_steps["classifier"].svm_.coef_
+        if coef.shape[0] == 1:  # two categories: one row of weights, for the second
+            return np.asarray(coef[0] if index == 1 else -coef[0])
+        return np.asarray(coef[index])
+
+
+def _term(name: str) -> str:
+    kind, _, term = name.partition("__")
+    return f"'{term}'" if kind == "chars" else term
+
+
+def load(path: Path, categories: Sequence[str] | None = None) -> Classifier:
+    """Load the model at ``path`` after checking it against its metadata; optionally check its categories.
+
+    Raises:
+        ModelError: the file or its metadata is missing, unreadable, altered since it was saved, holds types
+            that are not trusted, or sorts into other categories than ``categories``.
+    """
+    meta_file = metadata_path(path)
+    if not path.exists():
+        raise ModelError(path, "no model file: build one with `mailtriage train` (or run `mailtriage demo`)")
+    try:
+        metadata = json.loads(meta_file.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(path, f"its metadata {meta_file.name} is missing: train the model again") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(path, f"cannot read it or its metadata ({exc})") from None
+    if hashlib.sha256(data).hexdigest() != metadata.get("sha256"):
+        raise ModelError(path, f"its content does not match the SHA-256 in {meta_file.name}: altered or corrupted")
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+        if set(untrusted) - set(TRUSTED_TYPES):
+            raise ModelError(path, f"it holds types that are not trusted: {', '.join(sorted(untrusted))}")
+        model = sio.load(io.BytesIO(data), trusted=TRUSTED_TYPES)  # the very bytes whose hash was checked
+    except ModelError:
+        raise
+    except Exception as exc:  # skops raises many kinds of errors on damaged files
+        raise ModelError(path, f"it is not a readable model ({type(exc).__name__}: {exc})") from None
+    classifier = Classifier(model, metadata)
+    if categories is not None:
+        check_categories(path, classifier.categories, categories)
+    return classifier
+
+
+def check_categories(path: Path, model: Sequence[str], configured: Sequence[str]) -> None:
+    missing, extra = sorted(set(configured) - set(model)), sorted(set(model) - set(configured))
+    if missing or extra:
+        parts = [f"configured but not in the model: {', '.join(missing)}" if missing else "",
+                 f"in the model but not configured: {', '.join(extra)}" if extra else ""]  # fmt: skip
+        raise ModelError(path, "its categories differ from the config: " + "; ".join(p for p in parts if p) +
+                         " (retrain with `mailtriage train`)")  # fmt: skip
+
+
+class Predictor:
+    """The classification stage of the pipeline: category, confidence, language and model version for a message;
+    the fallback category when the model is less sure than the threshold."""
+
+    def __init__(self, classifier: Classifier, threshold: float, fallback: str) -> None:
+        self.classifier = classifier
+        self.threshold = threshold
+        self.fallback = fallback
+
+    def __call__(self, parsed: ParsedEmail) -> Classification:
+        text = feature_text(parsed.subject, parsed.new_text)
+        category, confidence = self.classifier.predict(text)
+        decided = category if confidence >= self.threshold else self.fallback
+        return Classification(decided, category, confidence, detect(text)[0], self.classifier.version)
+
+
+def load_or_build_default(path: Path, categories: Sequence[str], log: Callable[[str], None]) -> Classifier:
+    """The model at ``path``; when it is missing and the categories are the defaults, it is built from the seed
+    set first (a few seconds), so that a first run needs no training step."""
+    if not path.exists() and sorted(categories) == sorted(DEFAULT_CATEGORY_NAMES):
+        log(f"no model at {path}: building the default model from the seed set")
+        save(train(seed_examples(), sources=["seed"]), path)
+    return load(path, categories)

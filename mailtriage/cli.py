@@ -172,10 +172,14 @@ def demo(ctx: click.Context, keep: Path | None) -> None:
     table.add_column("UID", justify="right", no_wrap=True)
     table.add_column("From", no_wrap=True, overflow="ellipsis", ratio=2)
     table.add_column("Subject", no_wrap=True, overflow="ellipsis", ratio=3)
-    table.add_column("Kind", no_wrap=True)
-    table.add_column("Status", no_wrap=True)
+    table.add_column("Lang", no_wrap=True)
+    table.add_column("Decision", no_wrap=True)
     for record in records:
-        table.add_row(str(record.uid), record.sender, record.subject, record.kind, record.status)
+        if record.category is not None:
+            decision = f"{record.category} {record.confidence or 0:.2f}"
+        else:
+            decision = f"{record.status} ({record.kind})"
+        table.add_row(str(record.uid), record.sender, record.subject, record.language or "", decision)
     console = Console()
     console.print(table)
     for report in reports:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mailtriage.classify import save, seed_examples, train
 from mailtriage.store import Store
 from tests.dovecot import Account, DovecotServer, start_server, unavailable_reason
 
@@ -39,6 +40,14 @@ def dovecot() -> Iterator[DovecotServer]:
 def account(dovecot: DovecotServer) -> Account:
     """A fresh IMAP user with an empty INBOX, Drafts and Sent."""
     return dovecot.new_account()
+
+
+@pytest.fixture(scope="session")
+def seed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model, trained once per run on the shipped seed mails."""
+    path = tmp_path_factory.mktemp("model") / "default.skops"
+    save(train(seed_examples(), folds=3, sources=["seed"]), path)
+    return path
 
 
 @pytest.fixture

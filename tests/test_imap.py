@@ -41,9 +41,11 @@ def run_once(config: Path, *extra: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_run_once_records_300_messages_then_none_and_sets_no_seen_flag(account: Account, tmp_path: Path) -> None:
+def test_run_once_records_300_messages_then_none_and_sets_no_seen_flag(
+    seed_model: Path, account: Account, tmp_path: Path
+) -> None:
     account.append_many(letter(n) for n in range(300))
-    config = write_config(tmp_path / "c.toml", [account], tmp_path / "store.db", intake={"batch_size": 50})
+    config = write_config(tmp_path / "c.toml", [account], tmp_path / "store.db", seed_model, intake={"batch_size": 50})
     assert run_once(config) == (0, f"{account.username}: 300 new, 0 skipped, 0 failed\n")
     assert run_once(config) == (0, f"{account.username}: 0 new, 0 skipped, 0 failed\n")
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
@@ -52,9 +54,9 @@ def test_run_once_records_300_messages_then_none_and_sets_no_seen_flag(account: 
     assert len(flags) == 300 and not any(b"\\Seen" in f for f in flags.values())
 
 
-def test_run_once_json_reports_each_mailbox(account: Account, tmp_path: Path) -> None:
+def test_run_once_json_reports_each_mailbox(seed_model: Path, account: Account, tmp_path: Path) -> None:
     account.append_many([letter(1)])
-    config = write_config(tmp_path / "c.toml", [account], tmp_path / "store.db")
+    config = write_config(tmp_path / "c.toml", [account], tmp_path / "store.db", seed_model)
     code, output = run_once(config, "--json")
     [report] = json.loads(output)
     assert code == 0 and (report["mailbox"], report["new"], report["error"]) == (account.username, 1, None)
@@ -137,12 +139,14 @@ def test_xoauth2_logs_in_with_a_token_from_a_command_and_an_expired_token_is_ref
         expired.status("INBOX")
 
 
-def test_one_mailbox_with_a_wrong_password_does_not_stop_the_others(dovecot: DovecotServer, tmp_path: Path) -> None:
+def test_one_mailbox_with_a_wrong_password_does_not_stop_the_others(
+    seed_model: Path, dovecot: DovecotServer, tmp_path: Path
+) -> None:
     accounts = [dovecot.new_account() for _ in range(3)]
     for account in accounts:
         account.append_many(letter(n, tag=account.username) for n in range(4))
     accounts[1].secret_file.write_text("not-the-password\n")
-    config = write_config(tmp_path / "c.toml", accounts, tmp_path / "store.db")
+    config = write_config(tmp_path / "c.toml", accounts, tmp_path / "store.db", seed_model)
     code, output = run_once(config)
     lines = output.splitlines()
     assert code == 3

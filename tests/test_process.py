@@ -44,11 +44,11 @@ def kill_when(process: subprocess.Popen[bytes], database: Path, at_least: int) -
 
 
 def test_sigkill_at_several_points_of_a_cycle_then_restart_records_every_message_exactly_once(
-    account: Account, tmp_path: Path
+    seed_model: Path, account: Account, tmp_path: Path
 ) -> None:
     account.append_many(letter(n) for n in range(300))
     database = tmp_path / "store.db"
-    config = write_config(tmp_path / "c.toml", [account], database, intake={"batch_size": 7})
+    config = write_config(tmp_path / "c.toml", [account], database, seed_model, intake={"batch_size": 7})
     killed_at = []
     for threshold in (0, 1, 45, 150, 280):
         process = start(config, "--once")
@@ -69,12 +69,12 @@ def test_sigkill_at_several_points_of_a_cycle_then_restart_records_every_message
     assert not any(b"\\Seen" in flags for flags in account.flags().values())
 
 
-def test_sigterm_stops_the_daemon_cleanly_with_exit_code_0(account: Account, tmp_path: Path) -> None:
+def test_sigterm_stops_the_daemon_cleanly_with_exit_code_0(seed_model: Path, account: Account, tmp_path: Path) -> None:
     maildir = tmp_path / "Maildir"
     build_maildir(maildir)
     local = MailboxSettings(name="local", maildir=maildir)
     config = write_config(
-        tmp_path / "c.toml", [account, local], tmp_path / "store.db", schedule={"poll_interval": 3600}
+        tmp_path / "c.toml", [account, local], tmp_path / "store.db", seed_model, schedule={"poll_interval": 3600}
     )
     process = start(config)
     deadline = time.monotonic() + 30

@@ -388,6 +388,9 @@ def load(path: Path, categories: Sequence[str] | None = None) -> Classifier:
         raise
     except Exception as exc:  # skops raises many kinds of errors on damaged files
         raise ModelError(path, f"it is not a readable model ({type(exc).__name__}: {exc})") from None
+    steps = model.named_steps if isinstance(model, Pipeline) else {}
+    if not isinstance(steps.get("classifier"), SoftmaxLinearSVC) or "features" not in steps:
+        raise ModelError(path, f"it holds a {type(model).__name__}, not a model written by `mailtriage train`")
     classifier = Classifier(model, metadata)
     if categories is not None:
         check_categories(path, classifier.categories, categories)

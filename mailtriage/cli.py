@@ -19,9 +19,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from mailtriage.errors import MailboxError, MailtriageError
+from mailtriage.errors import MISSING, ConfigError, MailboxError, MailtriageError
+from mailtriage.mailbox import open_mailbox
 from mailtriage.pipeline import CycleReport
 from mailtriage.settings import Settings, find_config, load_settings, masked
+from mailtriage.store import Store
 
 RET_OK = 0
 RET_MAILBOX = MailboxError.exit_code
@@ -212,6 +214,10 @@ def _model_path(model: Path | None, settings: Settings | None) -> Path:
 @click.option("--label-column", default="label", show_default=True, help="Column of --data holding the category.")
 @click.option("--eml", "eml_dirs", type=click.Path(path_type=Path, file_okay=False), multiple=True,
               help="A folder with one subfolder of .eml files per category (repeatable).")  # fmt: skip
+@click.option(
+    "--from-store", is_flag=True, help="The messages the daemon has seen, with the category each ended up in."
+)
+@click.option("--from-folders", is_flag=True, help="The labelled IMAP folders of classifier.training_folders.")
 @click.option("--seed/--no-seed", "use_seed", default=None,
               help="Include the shipped seed mails (the default when no other source is given).")  # fmt: skip
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Model file to write.")
@@ -224,6 +230,8 @@ def train(
     text_column: str,
     label_column: str,
     eml_dirs: tuple[Path, ...],
+    from_store: bool,
+    from_folders: bool,
     use_seed: bool | None,
     out: Path | None,
     folds: int,
@@ -238,12 +246,28 @@ def train(
       mailtriage train                                   # the shipped seed set, en/fr/de
       mailtriage train --data tickets.csv --label-column category --out models/ours.skops
       mailtriage train --eml ./labelled-mail --seed
+      mailtriage --config mailtriage.toml train --from-store --seed
     """
-    from mailtriage import classify
+    from mailtriage import classify, training
 
     settings = _optional_settings(ctx)
     examples: list[classify.Example] = []
     sources: list[str] = []
+    if from_store or from_folders:
+        if settings is None:
+            raise ConfigError(
+                str(find_config(None)), "(file)", MISSING, "a config file for --from-store/--from-folders"
+            )
+        if from_store:
+            examples += training.store_examples(Store(settings.store.url), settings.classifier.fallback)
+            sources.append("store")
+        if from_folders:
+            mailbox = open_mailbox(settings.mailboxes[0])
+            try:
+                examples += training.folder_examples(mailbox, settings.classifier.training_folders)
+            finally:
+                mailbox.close()
+            sources.append("folders")
     for path in data:
         examples += classify.read_table(path, text_column, label_column)
         sources.append(str(path))

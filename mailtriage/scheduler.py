@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
 from mailtriage.mailbox import Mailbox, open_mailbox
@@ -46,6 +47,7 @@ class Daemon:
         schedule: ScheduleSettings,
         now: Callable[[], datetime] = utcnow,
         stages: Stages = no_stages,
+        jobs: Sequence[tuple[Callable[[], object], str]] = (),
     ) -> None:
         self.mailboxes = list(mailboxes)
         self.store = store
@@ -53,6 +55,8 @@ class Daemon:
         self.schedule = schedule
         self.now = now
         self.stages = stages
+        self.jobs = list(jobs)
+        """Further scheduled work: (function, crontab expression)."""
         self.stop = threading.Event()
         self._failures = {mailbox.name: 0 for mailbox in self.mailboxes}
 
@@ -104,6 +108,8 @@ class Daemon:
                     self._scheduled_cycle, "interval", args=[mailbox, scheduler], id=mailbox.name,
                     seconds=self.schedule.poll_interval, next_run_time=datetime.now(UTC), misfire_grace_time=None,
                 )  # fmt: skip
+            for function, crontab in self.jobs:
+                scheduler.add_job(function, CronTrigger.from_crontab(crontab, timezone=UTC))
             scheduler.start()
             if self.schedule.idle:
                 for mailbox in self.mailboxes:
@@ -173,9 +179,19 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
         batch_size=settings.intake.batch_size,
         max_per_cycle=settings.intake.max_per_cycle,
     )
-    from mailtriage.classify import Predictor, load_or_build_default
+    from mailtriage.classify import Predictor, load, load_or_build_default
+    from mailtriage.training import default_sources, retrain
 
     classifier = load_or_build_default(settings.classifier.model, settings.category_names(), log.info)
     predictor = Predictor(classifier, settings.classifier.threshold, settings.classifier.fallback)
     mailboxes = [open_mailbox(mailbox) for mailbox in settings.mailboxes]
-    return Daemon(mailboxes, Store(settings.store.url), options, settings.schedule, now, predictor)
+    store = Store(settings.store.url)
+
+    def scheduled_retrain() -> None:
+        examples, sources = default_sources(settings, store)
+        live = predictor.classifier.metadata.get("cross_validation") or {}
+        if retrain(settings.classifier.model, examples, sources, live.get("macro_f1")):
+            predictor.classifier = load(settings.classifier.model, settings.category_names())
+
+    jobs = [(scheduled_retrain, settings.classifier.retrain)] if settings.classifier.retrain else []
+    return Daemon(mailboxes, store, options, settings.schedule, now, predictor, jobs)

@@ -206,6 +206,20 @@ class ClassifierSettings(_Section):
     model: Path = Path("models/default.skops")
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     fallback: str = Field(default="needs-triage", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    retrain: str | None = None
+    training_folders: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("retrain")
+    @classmethod
+    def _crontab(cls, value: str | None) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError:
+                raise ValueError("a crontab expression such as '0 3 * * 0' (Sundays at 03:00)") from None
+        return value
 
 
 class LoggingSettings(_Section):
@@ -249,6 +263,9 @@ class Settings(BaseSettings):
             raise ValueError(f"at least two categories with unique names (got {', '.join(categories)})")
         if self.classifier.fallback in categories:
             raise ValueError(f"a classifier.fallback that is not one of the categories ({self.classifier.fallback})")
+        unknown = sorted(set(self.classifier.training_folders.values()) - set(categories))
+        if unknown:
+            raise ValueError(f"classifier.training_folders naming configured categories, not {', '.join(unknown)}")
         return self
 
     def category_names(self) -> tuple[str, ...]:

@@ -264,6 +264,17 @@ class Store:
         with self._transaction() as db:
             return [_record(row) for row in db.execute(query)]
 
+    def classified(self, exclude: str) -> list[MessageRecord]:
+        """Customer messages with a category other than ``exclude`` (the fallback): what training can learn from."""
+        column = self.messages_table.c
+        query = (
+            sa.select(self.messages_table)
+            .where(column.kind == "customer", column.category.is_not(None), column.category != exclude)
+            .order_by(column.id)
+        )
+        with self._transaction() as db:
+            return [_record(row) for row in db.execute(query)]
+
     def count(self, mailbox: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(self.messages_table)
         if mailbox is not None:

@@ -1,0 +1,81 @@
+"""Where training data comes from besides files (the store, labelled IMAP folders), and the scheduled retrain
+that replaces the live model only when the new one is not worse."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailtriage.classify import (
+    DEFAULT_CATEGORY_NAMES,
+    Example,
+    example_from_mail,
+    feature_text,
+    save,
+    seed_examples,
+    train,
+)
+from mailtriage.mailbox import Mailbox
+from mailtriage.settings import Settings
+from mailtriage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def store_examples(store: Store, fallback: str) -> list[Example]:
+    """The messages the daemon has seen, each with the category it ended up in."""
+    return [
+        Example(feature_text(r.subject, r.new_text), str(r.category), r.language or "unknown")
+        for r in store.classified(exclude=fallback)
+    ]
+
+
+def folder_examples(mailbox: Mailbox, folders: dict[str, str]) -> list[Example]:
+    """Every message in the labelled folders (folder -> category), read without changing them."""
+    examples = []
+    for folder, category in folders.items():
+        uids = mailbox.uids_above(folder, 0)
+        for start in range(0, len(uids), 100):
+            examples += [
+                example_from_mail(raw.data, category) for raw in mailbox.fetch(folder, uids[start : start + 100])
+            ]
+    return examples
+
+
+def default_sources(settings: Settings, store: Store) -> tuple[list[Example], list[str]]:
+    """What the scheduled retrain learns from: the store, and the seed set when the categories are the defaults."""
+    examples, sources = store_examples(store, settings.classifier.fallback), ["store"]
+    if sorted(settings.category_names()) == sorted(DEFAULT_CATEGORY_NAMES):
+        examples += seed_examples()
+        sources.append("seed")
+    return examples, sources
+
+
+def retrain(model_path: Path, examples: Sequence[Example], sources: Sequence[str], live_macro_f1: float | None) -> bool:
+    """Train a new model and put it in place of the live one only if its cross-validated macro-F1 is not lower.
+
+    Returns whether the live model was replaced; logs both figures either way.
+    """
+    trained = train(examples, sources=sources)
+    new = float(trained.metadata["cross_validation"]["macro_f1"])
+    if live_macro_f1 is not None and new < live_macro_f1:
+        log.warning(
+            "retrain: kept the live model %s: the new one's cross-validated macro-F1 %.3f is below the live %.3f",
+            model_path, new, live_macro_f1,
+        )  # fmt: skip
+        return False
+    with tempfile.TemporaryDirectory(dir=model_path.parent) as workdir:
+        staged = Path(workdir) / model_path.name
+        save(trained, staged)
+        # The metadata first, then the model: a crash between leaves a model whose hash does not match, refused
+        # with a clear error at the next start rather than silently used.
+        os.replace(staged.with_suffix(".json"), model_path.with_suffix(".json"))
+        os.replace(staged, model_path)
+    log.info(
+        "retrain: replaced the live model %s: cross-validated macro-F1 %.3f (was %s) on %d examples",
+        model_path, new, "none" if live_macro_f1 is None else f"{live_macro_f1:.3f}", len(examples),
+    )  # fmt: skip
+    return True

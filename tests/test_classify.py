@@ -3,6 +3,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -15,8 +17,12 @@ from mailtriage import classify
 from mailtriage.cli import main
 from mailtriage.errors import ModelError, TrainingError
 from mailtriage.language import UNKNOWN, detect
+from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.parse import parse_message
+from mailtriage.pipeline import run_cycle
 from mailtriage.settings import DEFAULT_CATEGORIES
+from mailtriage.store import Store
+from tests.dovecot import Account
 
 HELD_OUT = Path(__file__).parent / "fixtures" / "classify"
 LANGUAGES = sorted(path.stem for path in HELD_OUT.glob("*.jsonl"))
@@ -190,3 +196,34 @@ def test_a_bad_model_is_one_line_and_exit_2(seed_model: Path, tmp_path: Path, se
     mail = Path(__file__).parent.parent / "mailtriage" / "demo_mail" / "01-en-broken-kettle.eml"
     code, _, err = run("classify", "--model", str(path), str(mail))
     assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+# --- end to end --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.dovecot
+def test_french_and_german_mail_arriving_over_imap_is_classified_into_its_category(
+    model: classify.Classifier, account: Account, store: Store
+) -> None:
+    expected = {}
+    mails = []
+    for language in ("fr", "de"):
+        for n, line in enumerate((HELD_OUT / f"{language}.jsonl").read_text(encoding="utf-8").splitlines()):
+            item = json.loads(line)
+            message = EmailMessage()
+            message["From"], message["To"] = f"Client {n} <{language}{n}@example.com>", "support@example.com"
+            message["Subject"], message["Message-ID"] = item["subject"], f"<{language}{n}@example.com>"
+            message.set_content(item["body"])
+            mails.append(message.as_bytes())
+            expected[f"<{language}{n}@example.com>"] = (item["label"], language)
+    account.append_many(mails)
+    predictor = classify.Predictor(model, threshold=0.0, fallback="needs-triage")
+    report = run_cycle(ImapMailbox(account.settings()), store, now=lambda: datetime.now(UTC), stages=predictor)
+    assert report.new == len(mails)
+    records = {r.message_id: r for r in store.messages()}
+    for language in ("fr", "de"):
+        mine = [(records[m], label) for m, (label, lang) in expected.items() if lang == language]
+        right = sum(record.category == label for record, label in mine)
+        assert right / len(mine) >= 0.8, f"{language}: {right} of {len(mine)}"
+        assert sum(record.language == language for record, _ in mine) / len(mine) >= 0.9
+        assert all(record.model_version == model.version and record.status == "classified" for record, _ in mine)

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import platform
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -311,7 +312,7 @@ def train(examples: Sequence[Example], *, folds: int = 5, sources: Iterable[str]
 def save(trained: TrainedModel, path: Path) -> dict[str, Any]:
     """Write the model to ``path`` and its metadata, with the file's SHA-256, beside it (``.json``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sio.dump(trained.model, path)
+    sio.dump(trained.model, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     metadata = {**trained.metadata, "sha256": digest, "version": digest[:12]}
     metadata_path(path).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

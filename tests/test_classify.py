@@ -227,3 +227,17 @@ def test_french_and_german_mail_arriving_over_imap_is_classified_into_its_catego
         assert right / len(mine) >= 0.8, f"{language}: {right} of {len(mine)}"
         assert sum(record.language == language for record, _ in mine) / len(mine) >= 0.9
         assert all(record.model_version == model.version and record.status == "classified" for record, _ in mine)
+
+
+def test_a_model_whose_categories_differ_from_the_config_stops_the_daemon_with_one_line(
+    seed_model: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "Maildir" / "cur").mkdir(parents=True)
+    config = tmp_path / "mailtriage.toml"
+    config.write_text(
+        f'[[mailboxes]]\nname = "local"\nmaildir = "Maildir"\n[classifier]\nmodel = "{seed_model}"\n'
+        '[[categories]]\nname = "billing"\n[[categories]]\nname = "warranty"\n'
+    )
+    code, _, err = run("--config", str(config), "run", "--once")
+    assert code == 2 and err.count("\n") == 1
+    assert "configured but not in the model: warranty" in err and "in the model but not configured: " in err

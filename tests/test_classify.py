@@ -241,3 +241,14 @@ def test_a_model_whose_categories_differ_from_the_config_stops_the_daemon_with_o
     code, _, err = run("--config", str(config), "run", "--once")
     assert code == 2 and err.count("\n") == 1
     assert "configured but not in the model: warranty" in err and "in the model but not configured: " in err
+
+
+def test_train_reads_a_folder_of_eml_files_per_category(tmp_path: Path) -> None:
+    demo = Path(__file__).parent.parent / "mailtriage" / "demo_mail"
+    for category, pattern in (("broken", "*-en-*"), ("kaputt", "*-de-*")):
+        (tmp_path / "mail" / category).mkdir(parents=True)
+        for mail in demo.glob(pattern):
+            shutil.copy(mail, tmp_path / "mail" / category)
+    code, out, _ = run("train", "--eml", str(tmp_path / "mail"), "--no-seed", "--out", str(tmp_path / "m.skops"))
+    assert code == 0 and "20 examples, 2 categories" in out
+    assert classify.load(tmp_path / "m.skops").metadata["examples"]["kaputt"]["de"] >= 8

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 import sklearn
 import skops.io as sio
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -335,22 +336,31 @@ class Classifier:
         self.categories: tuple[str, ...] = tuple(str(c) for c in model.classes_)
         self.version = str(metadata.get("version", "unversioned"))
         self._names = model.named_steps["features"].get_feature_names_out()
+        self._vectorizers = [vectorizer for _, vectorizer in model.named_steps["features"].transformer_list]
+        self._classifier: SoftmaxLinearSVC = model.named_steps["classifier"]
+
+    def _features(self, text: str) -> Any:
+        # The same as the pipeline's transform, without the checks and the FeatureUnion machinery that cost more
+        # than the arithmetic for one message (1.0 ms down to 0.6 ms a message, measured on Banking77).
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return scipy.sparse.hstack([vectorizer.transform([text]) for vectorizer in self._vectorizers]).tocsr()
 
     def predict(self, text: str) -> tuple[str, float]:
-        probabilities = self.model.predict_proba([text])[0]
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            probabilities = self._classifier.predict_proba(self._features(text))[0]
         best = int(probabilities.argmax())
         return self.categories[best], float(probabilities[best])
 
     def explain(self, text: str, category: str, top: int = 8) -> list[tuple[str, float]]:
         """The features of ``text`` that pushed most towards ``category``, with their weight."""
-        row = self.model.named_steps["features"].transform([text])
+        row = self._features(text)
         weights = self._weights(self.categories.index(category))
         contribution = row.multiply(weights).tocsr()
         pairs = sorted(zip(contribution.indices, contribution.data, strict=True), key=lambda p: -p[1])
         return [(_term(self._names[i]), float(w)) for i, w in pairs[:top] if w > 0]
 
     def _weights(self, index: int) -> np.ndarray:
-        coef = self.model.named_steps["classifier"].svm_.coef_
+        coef = self._classifier.svm_.coef_
         if coef.shape[0] == 1:  # two categories: one row of weights, for the second
             return np.asarray(coef[0] if index == 1 else -coef[0])
         return np.asarray(coef[index])

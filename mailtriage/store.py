@@ -10,7 +10,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -308,28 +308,13 @@ class Store:
 
 
 def _record(row: sa.Row[Any]) -> MessageRecord:
-    return MessageRecord(
-        id=row.id,
-        mailbox=row.mailbox,
-        folder=row.folder,
-        uidvalidity=row.uidvalidity,
-        uid=row.uid,
-        message_id=row.message_id,
-        content_hash=row.content_hash,
-        sender=row.sender,
-        subject=row.subject,
-        kind=row.kind,
-        status=row.status,
+    values = {f.name: getattr(row, f.name) for f in fields(MessageRecord)}
+    values.update(
         received_at=_utc(row.received_at),
         recorded_at=_utc(row.recorded_at) or row.recorded_at,
         defects=tuple(_json(row.defects)),
-        error=row.error,
-        category=row.category,
-        confidence=row.confidence,
-        language=row.language,
-        model_version=row.model_version,
-        new_text=row.new_text,
     )
+    return MessageRecord(**values)
 
 
 def _json(value: Any) -> Any:

@@ -84,3 +84,13 @@ class TrainingError(MailtriageError):
     """Raised when training data cannot be read or is not enough to train on."""
 
     exit_code = 2
+
+
+class TemplateError(MailtriageError):
+    """Raised when a reply template is missing or cannot be rendered (a syntax error, an undefined variable,
+    something the sandbox refuses); the message it was for is left for a human."""
+
+    def __init__(self, template: str, reason: str) -> None:
+        self.template = template
+        self.reason = reason
+        super().__init__(f"template {template}: {reason}")

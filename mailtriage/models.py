@@ -106,3 +106,19 @@ class Classification:
     @property
     def is_fallback(self) -> bool:
         return self.category != self.predicted
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """Where a message goes and what is done with it, and who decided: ``rule:NAME``, ``model`` or ``fallback``."""
+
+    category: str
+    decided_by: str
+    reason: str
+    folder: str | None = None
+    keywords: tuple[str, ...] = ()
+    flag: bool = False
+    template: str | None = None
+    """The template to draft from; None when no draft is written."""
+    untouched: bool = False
+    """Leave the message exactly as it is on the server (a rule said so)."""

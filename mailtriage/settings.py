@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import shlex
 import subprocess
 import tomllib
@@ -182,10 +183,79 @@ class StoreSettings(_Section):
 
 
 class Category(_Section):
-    """A category mail is sorted into (routing and templates are configured per category in later sections)."""
+    """A category mail is sorted into, and what happens to its mail."""
 
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str = ""
+    folder: str | None = None
+    keywords: tuple[str, ...] = ()
+    flag: bool = False
+    template: str | None = None
+    draft: bool = True
+
+    @field_validator("keywords")
+    @classmethod
+    def _atoms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [k for k in value if not re.fullmatch(r"[^\s()\[\]{%*\"\\]+", k) or k.startswith("\\")]
+        if bad:
+            raise ValueError(f"IMAP keywords without spaces, brackets, quotes or a leading backslash (not {bad})")
+        return value
+
+    @property
+    def template_name(self) -> str:
+        return self.template or self.name
+
+
+def _regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"a regular expression ({exc})") from None
+    return value
+
+
+class Rule(_Section):
+    """An override rule: when every pattern given matches, its action wins over the classifier."""
+
+    name: str = Field(min_length=1)
+    sender: str | None = None
+    recipient: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    attachment_type: str | None = None
+    language: str | None = None
+    action: Literal["category", "no-draft", "untouched"] = "category"
+    category: str | None = None
+
+    _patterns = field_validator("sender", "recipient", "subject", "body", "attachment_type")(_regex)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Rule:
+        if self.action == "category" and self.category is None:
+            raise ValueError("a category for action = 'category'")
+        if not any(
+            getattr(self, key) for key in ("sender", "recipient", "subject", "body", "attachment_type", "language")
+        ):
+            raise ValueError("at least one of sender, recipient, subject, body, attachment_type or language")
+        return self
+
+
+class DraftSettings(_Section):
+    """How reply drafts are written."""
+
+    from_address: str = "support@example.com"
+    signature: str = "Kind regards,\nThe support team"
+    templates: Path = Path("templates")
+    fallback_language: str = "en"
+    reference_patterns: tuple[str, ...] = (r"\b[A-Z]{1,3}-\d{3,}(?:-\d+)*\b", r"#\d{4,}\b")
+
+    @field_validator("reference_patterns")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            _regex(pattern)
+        return value
 
 
 DEFAULT_CATEGORIES = (
@@ -239,6 +309,8 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     categories: tuple[Category, ...] = DEFAULT_CATEGORIES
     classifier: ClassifierSettings = ClassifierSettings()
+    rules: tuple[Rule, ...] = ()
+    drafts: DraftSettings = DraftSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -263,6 +335,9 @@ class Settings(BaseSettings):
             raise ValueError(f"at least two categories with unique names (got {', '.join(categories)})")
         if self.classifier.fallback in categories:
             raise ValueError(f"a classifier.fallback that is not one of the categories ({self.classifier.fallback})")
+        ruled = {rule.category for rule in self.rules if rule.category} - set(categories) - {self.classifier.fallback}
+        if ruled:
+            raise ValueError(f"rules whose category is configured, not {', '.join(sorted(ruled))}")
         unknown = sorted(set(self.classifier.training_folders.values()) - set(categories))
         if unknown:
             raise ValueError(f"classifier.training_folders naming configured categories, not {', '.join(unknown)}")
@@ -357,11 +432,14 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
             )
         )
     classifier = settings.classifier.model_copy(update={"model": base / settings.classifier.model.expanduser()})
+    drafts = settings.drafts.model_copy(update={"templates": base / settings.drafts.templates.expanduser()})
     store = settings.store
     url = make_url(store.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         store = store.model_copy(update={"url": url.set(database=str(base / url.database)).render_as_string(False)})
-    return settings.model_copy(update={"mailboxes": tuple(mailboxes), "store": store, "classifier": classifier})
+    return settings.model_copy(
+        update={"mailboxes": tuple(mailboxes), "store": store, "classifier": classifier, "drafts": drafts}
+    )
 
 
 def masked(settings: Settings) -> dict[str, Any]:

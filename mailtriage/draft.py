@@ -1,0 +1,85 @@
+"""A reply draft for a customer message: threaded to it, in the customer's language, the customer's text quoted
+below. Pure: the message is built, not sent or stored."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from email import policy
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+
+from mailtriage.models import Address, ParsedEmail
+
+ANSWERS_HEADER = "X-Mailtriage-Answers"
+"""Names the message a draft answers, so that a draft is looked for before one is written again."""
+MAX_REFERENCES = 20
+MAX_QUOTED_LINES = 200
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|wg|r|ré|réf)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_QUOTE_INTRO = {
+    "en": "On {date}, {name} wrote:",
+    "fr": "Le {date}, {name} a écrit :",
+    "de": "Am {date} schrieb {name}:",
+}
+
+
+def reply_subject(subject: str) -> str:
+    """``Re: `` and the original subject, without piling up prefixes (Re:, RE :, AW:, SV:...)."""
+    return "Re: " + _REPLY_PREFIX.sub("", subject).strip()
+
+
+def greeting_name(sender: Address | None) -> str:
+    """The name to greet the customer by, or '' when the From header gives no usable one."""
+    if sender is None or not sender.name or "@" in sender.name:
+        return ""
+    name = sender.name.strip().strip("\"'")
+    if "," in name:  # "Schneider, Björn"
+        last, _, first = name.partition(",")
+        name = f"{first.strip()} {last.strip()}".strip()
+    return name if any(ch.isalpha() for ch in name) else ""
+
+
+def references(parsed: ParsedEmail, patterns: Sequence[str]) -> list[str]:
+    """Order, invoice or ticket numbers in the subject and the customer's text, in order of appearance, once each."""
+    found: dict[str, None] = {}
+    for text in (parsed.subject, parsed.new_text or parsed.text):
+        for pattern in patterns:
+            for match in re.finditer(pattern, text):
+                found.setdefault(match.group(0).lstrip("#"), None)
+    return list(found)
+
+
+def due(parsed: ParsedEmail, now: datetime, target: timedelta = timedelta(hours=24)) -> datetime:
+    return (parsed.internal_date or now) + target
+
+
+def quote(parsed: ParsedEmail, language: str) -> str:
+    """The customer's message quoted below the reply, introduced in the reply's language."""
+    when = parsed.date or parsed.internal_date
+    intro = _QUOTE_INTRO.get(language, _QUOTE_INTRO["en"]).format(
+        date=when.strftime("%d.%m.%Y %H:%M") if when else "?", name=str(parsed.sender) if parsed.sender else "?"
+    )
+    lines = parsed.text.splitlines()[:MAX_QUOTED_LINES]
+    return intro + "\n" + "\n".join(f"> {line}" if line else ">" for line in lines)
+
+
+def build_reply(parsed: ParsedEmail, body: str, language: str, *, from_address: str, now: datetime) -> bytes:
+    """The draft as raw message bytes (CRLF line ends), ready to be appended to the Drafts folder."""
+    message = EmailMessage(policy=policy.SMTP)
+    name, address = parseaddr(from_address)
+    message["From"] = HeaderAddress(display_name=name, addr_spec=address)
+    recipients = parsed.reply_to or ((parsed.sender,) if parsed.sender else ())
+    message["To"] = [HeaderAddress(display_name=a.name, addr_spec=a.email) for a in recipients]
+    message["Subject"] = reply_subject(parsed.subject)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = make_msgid(domain=address.partition("@")[2] or None)
+    message["In-Reply-To"] = parsed.message_id
+    message["References"] = " ".join([*parsed.references[-(MAX_REFERENCES - 1) :], parsed.message_id])
+    message[ANSWERS_HEADER] = parsed.message_id
+    message["Content-Language"] = language
+    message.set_content(
+        body.rstrip() + "\n\n" + quote(parsed, language) + "\n", charset="utf-8", cte="quoted-printable"
+    )
+    return message.as_bytes()

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import email
+from datetime import UTC, datetime
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from mailtriage.draft import ANSWERS_HEADER, build_reply, greeting_name, references, reply_subject
+from mailtriage.errors import TemplateError
+from mailtriage.models import Address
+from mailtriage.parse import parse_message
+from mailtriage.templates import Templates
+
+NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+PATTERNS = (r"\b[A-Z]{1,3}-\d{3,}(?:-\d+)*\b", r"#\d{4,}\b")
+FRENCH = (
+    "From: =?utf-8?q?Ren=C3=A9e_Lef=C3=A8vre?= <renee@example.org>\nTo: support@example.com\n"
+    "Subject: =?utf-8?q?RE_:_Re:_Cafeti=C3=A8re_qui_fuit?=\nMessage-ID: <c1@example.org>\n"
+    "References: <a0@shop.example.com>\nDate: Mon, 23 Nov 2026 08:15:00 +0100\n"
+    "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+    "Bonjour, ma cafetière fuit, commande A-10487. Je souhaite être remboursée.\n"
+).encode()
+
+
+@pytest.mark.parametrize(
+    "subject,expected",
+    [
+        ("Cafetière qui fuit", "Re: Cafetière qui fuit"),
+        ("Re: Re: RE : AW: question", "Re: question"),
+        ("Aw: Re: Ihre Retoure", "Re: Ihre Retoure"),
+        ("SV: Ordre", "Re: Ordre"),
+        ("Re[2]: order", "Re: order"),
+        ("Regarding my order", "Re: Regarding my order"),
+    ],
+)
+def test_the_reply_subject_has_one_re_prefix(subject: str, expected: str) -> None:
+    assert reply_subject(subject) == expected
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [("Renée Lefèvre", "Renée Lefèvre"), ("Schneider, Björn", "Björn Schneider"), ("", ""),
+     ("info@example.com", ""), ("'Max'", "Max"), ("1234", "")],
+)  # fmt: skip
+def test_the_customer_is_greeted_by_a_usable_name_or_none(name: str, expected: str) -> None:
+    assert greeting_name(Address(name, "x@example.com")) == expected
+
+
+def test_order_and_ticket_numbers_are_found_once_each_in_order() -> None:
+    parsed = parse_message(
+        b"From: a@example.com\nSubject: Order A-10234 late\n\nA-10234 and ticket #48213, INV-2026-004817.\n"
+    )
+    assert references(parsed, PATTERNS) == ["A-10234", "INV-2026-004817", "48213"]
+
+
+def test_a_draft_is_a_threaded_reply_that_a_standard_parser_reads_back_with_its_accents() -> None:
+    parsed = parse_message(FRENCH)
+    raw = build_reply(parsed, "Bonjour Renée,\n\nMerci.\n", "fr", from_address="Support <support@example.com>", now=NOW)
+    reply = email.message_from_bytes(raw, policy=policy.default)
+    assert reply["Subject"] == "Re: Cafetière qui fuit"
+    assert reply["In-Reply-To"] == "<c1@example.org>"
+    assert reply["References"] == "<a0@shop.example.com> <c1@example.org>"
+    assert reply[ANSWERS_HEADER] == "<c1@example.org>"
+    assert reply["To"].addresses[0].display_name == "Renée Lefèvre"
+    assert reply["From"].addresses[0].addr_spec == "support@example.com"
+    body = reply.get_content().replace("\r\n", "\n")
+    assert body.startswith("Bonjour Renée,\n\nMerci.\n")
+    assert "a écrit :" in body and "> Bonjour, ma cafetière fuit, commande A-10487." in body
+    assert b"\r\n" in raw and all(ord(c) < 128 for c in raw.decode("ascii"))
+
+
+def test_a_draft_goes_to_the_reply_to_address_when_there_is_one() -> None:
+    parsed = parse_message(b"From: a@example.com\nReply-To: B <b@example.net>\nSubject: x\n\nhello\n")
+    reply = email.message_from_bytes(
+        build_reply(parsed, "Hi", "en", from_address="s@example.com", now=NOW), policy=policy.default
+    )
+    assert [a.addr_spec for a in reply["To"].addresses] == ["b@example.net"]
+
+
+def test_a_subject_carrying_a_line_break_cannot_add_headers_to_the_draft() -> None:
+    parsed = parse_message(b"From: a@example.com\nSubject: =?utf-8?q?Hi=0D=0ABcc:_x@example.net?=\n\nhello\n")
+    raw = build_reply(parsed, "Hi", "en", from_address="s@example.com", now=NOW)
+    reply = email.message_from_bytes(raw, policy=policy.default)
+    assert reply["Bcc"] is None and reply["Subject"] == "Re: Hi Bcc: x@example.net"
+
+
+# --- templates -------------------------------------------------------------------------------------------------------
+
+
+def write(folder: Path, relative: str, text: str) -> None:
+    (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+    (folder / relative).write_text(text)
+
+
+def test_a_template_in_the_customers_language_is_used_else_the_fallback_language(tmp_path: Path) -> None:
+    write(tmp_path, "repair/en.txt.j2", "Hello {{ greeting_name }}")
+    write(tmp_path, "repair/fr.txt.j2", "Bonjour {{ greeting_name }}")
+    templates = Templates(tmp_path, "en")
+    assert templates.render("repair", "fr", {"greeting_name": "Anne"}) == ("Bonjour Anne\n", "fr")
+    assert templates.render("repair", "de", {"greeting_name": "Anne"}) == ("Hello Anne\n", "en")
+    with pytest.raises(TemplateError, match="no template billing/de.txt.j2 nor billing/en.txt.j2"):
+        templates.render("billing", "de", {})
+
+
+def test_an_undefined_variable_fails_the_render_instead_of_leaving_a_blank(tmp_path: Path) -> None:
+    write(tmp_path, "repair/en.txt.j2", "Hello {{ customer_nmae }}")
+    with pytest.raises(TemplateError, match="customer_nmae"):
+        Templates(tmp_path, "en").render("repair", "en", {"greeting_name": "Anne"})
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ greeting_name.__class__.__init__.__globals__ }}",
+        "{% include '/etc/passwd' %}",
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    ],
+)
+def test_a_template_cannot_reach_python_internals_or_read_files(tmp_path: Path, source: str) -> None:
+    write(tmp_path, "evil/en.txt.j2", source)
+    with pytest.raises(TemplateError):
+        Templates(tmp_path, "en").render("evil", "en", {"greeting_name": "x"})

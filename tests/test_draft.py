@@ -11,6 +11,7 @@ from mailtriage.draft import ANSWERS_HEADER, build_reply, greeting_name, referen
 from mailtriage.errors import TemplateError
 from mailtriage.models import Address
 from mailtriage.parse import parse_message
+from mailtriage.settings import DEFAULT_CATEGORIES
 from mailtriage.templates import Templates
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -123,3 +124,27 @@ def test_a_template_cannot_reach_python_internals_or_read_files(tmp_path: Path, 
     write(tmp_path, "evil/en.txt.j2", source)
     with pytest.raises(TemplateError):
         Templates(tmp_path, "en").render("evil", "en", {"greeting_name": "x"})
+
+
+# --- the shipped templates -------------------------------------------------------------------------------------------
+
+SHIPPED = Path(__file__).parent.parent / "templates"
+CONTEXTS = [
+    {"greeting_name": "Renée Lefèvre", "subject": "x", "references": ["A-10234"], "signature": "S", "due": "Tue"},
+    {"greeting_name": "", "subject": "", "references": [], "signature": "S", "due": "Tue"},
+]
+
+
+@pytest.mark.parametrize("category", [c.name for c in DEFAULT_CATEGORIES])
+@pytest.mark.parametrize("language", ["en", "fr", "de"])
+def test_every_default_category_has_a_short_template_in_each_language_that_renders(
+    category: str, language: str
+) -> None:
+    templates = Templates(SHIPPED, "en")
+    for context in CONTEXTS:
+        text, used = templates.render(category, language, context)
+        assert used == language
+        assert text.endswith("S\n") and "{" not in text and "  " not in text
+        assert len(text.split()) <= 90
+    named, anonymous = (templates.render(category, language, c)[0] for c in CONTEXTS)
+    assert "Renée Lefèvre" in named and "A-10234" in named and "Renée" not in anonymous

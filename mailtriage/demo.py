@@ -8,10 +8,19 @@ from pathlib import Path
 
 from mailtriage.pipeline import CycleReport
 from mailtriage.scheduler import daemon_from_settings
-from mailtriage.settings import IntakeSettings, MailboxSettings, Settings, StoreSettings
+from mailtriage.settings import (
+    ClassifierSettings,
+    DraftSettings,
+    IntakeSettings,
+    MailboxSettings,
+    Settings,
+    StoreSettings,
+)
 from mailtriage.store import MessageRecord
 
 SUPPORT_ADDRESS = "support@shop.example.com"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+"""The default reply templates, at the top of the source tree (the demo runs from a checkout)."""
 
 
 def sample_mail() -> list[bytes]:
@@ -35,6 +44,8 @@ def demo_settings(workdir: Path) -> Settings:
         mailboxes=(MailboxSettings(name="demo", maildir=workdir / "Maildir"),),
         store=StoreSettings(url=f"sqlite:///{workdir / 'mailtriage.db'}"),
         intake=IntakeSettings(own_addresses=(SUPPORT_ADDRESS,)),
+        classifier=ClassifierSettings(model=workdir / "models" / "default.skops"),
+        drafts=DraftSettings(from_address=f"Support <{SUPPORT_ADDRESS}>", templates=TEMPLATES),
     )
 
 

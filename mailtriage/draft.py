@@ -12,6 +12,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
 from mailtriage.models import Address, ParsedEmail
+from mailtriage.templates import Templates
 
 ANSWERS_HEADER = "X-Mailtriage-Answers"
 """Names the message a draft answers, so that a draft is looked for before one is written again."""
@@ -83,3 +84,34 @@ def build_reply(parsed: ParsedEmail, body: str, language: str, *, from_address: 
         body.rstrip() + "\n\n" + quote(parsed, language) + "\n", charset="utf-8", cte="quoted-printable"
     )
     return message.as_bytes()
+
+
+class Drafter:
+    """Renders a message's reply template in its language and builds the threaded draft."""
+
+    def __init__(
+        self,
+        templates: Templates,
+        *,
+        from_address: str,
+        signature: str,
+        reference_patterns: Sequence[str],
+        target: timedelta = timedelta(hours=24),
+    ) -> None:
+        self.templates = templates
+        self.from_address = from_address
+        self.signature = signature
+        self.reference_patterns = reference_patterns
+        self.target = target
+
+    def __call__(self, parsed: ParsedEmail, template: str, language: str, now: datetime) -> bytes:
+        """The draft's bytes. Raises TemplateError when the template is missing or fails to render."""
+        context = {
+            "greeting_name": greeting_name(parsed.sender),
+            "subject": parsed.subject,
+            "references": references(parsed, self.reference_patterns),
+            "signature": self.signature,
+            "due": due(parsed, now, self.target).strftime("%Y-%m-%d %H:%M %Z").strip(),
+        }
+        body, used = self.templates.render(template, language, context)
+        return build_reply(parsed, body, used, from_address=self.from_address, now=now)

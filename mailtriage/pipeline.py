@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mailtriage.draft import ANSWERS_HEADER
+from mailtriage.errors import MailboxError, TemplateError
 from mailtriage.mailbox import Mailbox
-from mailtriage.models import Classification, MessageKind, ParsedEmail, RawMessage
+from mailtriage.models import Classification, MessageKind, ParsedEmail, RawMessage, RouteDecision
 from mailtriage.parse import hash_content, parse_message
 from mailtriage.store import MessageRecord, Store, SyncState
 
@@ -20,11 +22,31 @@ log = logging.getLogger(__name__)
 
 CLASSIFIED = "classified"
 UNCLASSIFIED = "unclassified"
+PENDING = "pending"
+"""Routed: the decision is recorded, its changes on the server (draft, flags, move) are not all made yet."""
+ROUTED = "routed"
+NEEDS_HUMAN = "needs-human"
 SKIPPED = "skipped"
 FAILED = "failed"
+NEEDS_HUMAN_KEYWORD = "$NeedsHuman"
+DRAFT_FLAGS = ("\\Draft", "\\Seen")
 
-Stages = Callable[[ParsedEmail], Classification | None]
-"""What happens to customer mail after parsing: for now, classification (None when no model is used)."""
+
+def _no_classification(parsed: ParsedEmail) -> Classification | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Triage:
+    """The stages after parsing, for customer mail: classify, route (None: record only), draft."""
+
+    classify: Callable[[ParsedEmail], Classification | None] = _no_classification
+    route: Callable[[ParsedEmail, Classification], RouteDecision] | None = None
+    draft: Callable[[ParsedEmail, str, str, datetime], bytes] | None = None
+    """(message, template, language, now) -> the draft's bytes; raises TemplateError."""
+
+
+Stages = Triage
 
 
 @dataclass(frozen=True)
@@ -54,9 +76,8 @@ class CycleReport:
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
 
-def no_stages(parsed: ParsedEmail) -> Classification | None:
-    """Record customer mail without classifying it."""
-    return None
+no_stages = Triage()
+"""Record customer mail without classifying it."""
 
 
 def run_cycle(
@@ -76,6 +97,7 @@ def run_cycle(
     """
     report = CycleReport(mailbox.name)
     folder = mailbox.inbox
+    apply_pending(mailbox, store, stages, now, {}, report)  # what a crash left half done
     status = mailbox.status(folder)
     state = store.sync_state(mailbox.name, folder)
     if state is not None and state.uidvalidity != status.uidvalidity:
@@ -95,8 +117,10 @@ def run_cycle(
         return report
     report.backlog = max(0, len(uids) - options.max_per_cycle)
     for batch in _batches(mailbox, folder, uids[: options.max_per_cycle], options.batch_size):
+        parsed: dict[int, ParsedEmail] = {}
         with store.batch():  # a crash before its commit means the batch is read again, nothing more
-            stopped = _process_batch(batch, mailbox.name, store, now, options, stages, should_stop, report)
+            stopped = _process_batch(batch, mailbox.name, store, now, options, stages, should_stop, report, parsed)
+        apply_pending(mailbox, store, stages, now, parsed, report)  # changes on the server, after the record
         if stopped:
             break
     return report
@@ -111,6 +135,7 @@ def _process_batch(
     stages: Stages,
     should_stop: Callable[[], bool],
     report: CycleReport,
+    parsed: dict[int, ParsedEmail],
 ) -> bool:
     """Record each message of a fetched batch, or note where it is if it is known; True if asked to stop."""
     hashes = [hash_content(raw.data) for raw in batch]
@@ -120,7 +145,7 @@ def _process_batch(
             record = known[content_hash] or store.known(mailbox, [content_hash])[content_hash]
             _seen_again(record, raw, store, now(), report)
         else:
-            _process(raw, mailbox, store, now(), options, stages, report)
+            parsed[raw.uid] = _process(raw, mailbox, store, now(), options, stages, report)
             known[content_hash] = None  # recorded just now: another copy in this batch is seen again
         if should_stop():
             log.info("mailbox %s: stopping after UID %s as asked", mailbox, raw.uid)
@@ -141,21 +166,26 @@ def _process(
     options: CycleOptions,
     stages: Stages,
     report: CycleReport,
-) -> None:
-    """Parse, triage and record one new message. Mail that is not from a customer (auto-replies, bounces, bulk
-    mail, our own) is recorded and never triaged."""
+) -> ParsedEmail:
+    """Parse, classify, route and record one new message; its changes on the server come after the record is
+    committed. Mail that is not from a customer (auto-replies, bounces, bulk mail, our own) is recorded and never
+    triaged."""
     parsed = parse_message(raw.data, internal_date=raw.internal_date, own_addresses=options.own_addresses)
-    classification, error = None, None
+    classification, decision, error = None, None, None
     if parsed.kind is not MessageKind.CUSTOMER:
         status = SKIPPED
     else:
         try:
-            classification = stages(parsed)
-            status = UNCLASSIFIED if classification is None else CLASSIFIED
+            classification = stages.classify(parsed)
+            if classification is not None and stages.route is not None:
+                decision = stages.route(parsed, classification)
+            status = _status(classification, decision)
         except Exception as exc:  # a failing stage must not stop the cycle; the message is kept for a human
             log.exception("mailbox %s: UID %s %s: triage failed", mailbox, raw.uid, parsed.message_id)
             status, error = FAILED, f"{type(exc).__name__}: {exc}"
-    store.record(mailbox, raw, parsed, status=status, now=now, error=error, classification=classification)
+    store.record(
+        mailbox, raw, parsed, status=status, now=now, error=error, classification=classification, decision=decision
+    )
     if status == FAILED:
         report.failed += 1
     elif status == SKIPPED:
@@ -169,11 +199,102 @@ def _process(
         if classification
         else status
     )
+    if decision is not None:
+        decided = f"{decision.category} by {decision.decided_by} ({decision.reason})"
     log.info(
         "mailbox %s: UID %s %s from %s: %s; %s%s",
         mailbox, raw.uid, parsed.message_id, parsed.sender.email if parsed.sender else "(no sender)", decided,
         parsed.kind_reason, f"; {len(parsed.defects)} defects" if parsed.defects else "",
     )  # fmt: skip
+    return parsed
+
+
+def _status(classification: Classification | None, decision: RouteDecision | None) -> str:
+    if classification is None:
+        return UNCLASSIFIED
+    if decision is None or decision.untouched:
+        return CLASSIFIED
+    acts = decision.template or decision.keywords or decision.flag or decision.folder
+    return PENDING if acts else ROUTED
+
+
+# --- changes on the server ---------------------------------------------------------------------------------------
+
+
+def apply_pending(
+    mailbox: Mailbox,
+    store: Store,
+    stages: Stages,
+    now: Callable[[], datetime],
+    parsed: dict[int, ParsedEmail],
+    report: CycleReport,
+) -> None:
+    """Make the recorded decisions true on the server: the draft, then flags and keywords, then the move.
+
+    Every step is checked first or harmless to repeat (a draft is looked for by the header naming the message it
+    answers; flags are added; a message no longer in the inbox has been moved), so a crash anywhere and a restart
+    do each step once. A template that fails or a folder the server refuses leaves the message in the inbox,
+    flagged for a human, with the reason logged and audited; the cycle goes on. A lost connection stops here, and
+    the next cycle carries on.
+    """
+    for record in store.with_status(mailbox.name, PENDING):
+        decision = RouteDecision(
+            **{**(record.route or {}), "keywords": tuple((record.route or {}).get("keywords", ()))}
+        )
+        message = parsed.get(record.uid) or _refetch(mailbox, record)
+        try:
+            if message is not None:
+                _apply(mailbox, store, stages, record, decision, message, now())
+            store.set_status(record, ROUTED, now=now())
+        except (TemplateError, MailboxError) as exc:
+            if isinstance(exc, MailboxError) and exc.retryable:
+                raise
+            log.warning("mailbox %s: UID %s %s: left in the inbox for a human: %s",
+                        record.mailbox, record.uid, record.message_id, exc)  # fmt: skip
+            _flag_for_human(mailbox, record)
+            store.set_status(record, NEEDS_HUMAN, now=now(), error=str(exc))
+            report.count(NEEDS_HUMAN)
+
+
+def _apply(
+    mailbox: Mailbox,
+    store: Store,
+    stages: Stages,
+    record: MessageRecord,
+    decision: RouteDecision,
+    message: ParsedEmail,
+    now: datetime,
+) -> None:
+    if decision.template and stages.draft is not None:
+        drafts = mailbox.special_folder("drafts") or "Drafts"
+        if mailbox.find(drafts, ANSWERS_HEADER, record.message_id):
+            store.audit(record.mailbox, "draft-exists", {"folder": drafts}, now=now, message=record.id)
+        else:
+            data = stages.draft(message, decision.template, record.language or "unknown", now)
+            mailbox.append(drafts, data, DRAFT_FLAGS)
+            store.audit(record.mailbox, "draft-appended", {"folder": drafts, "template": decision.template},
+                        now=now, message=record.id)  # fmt: skip
+    flags = [*decision.keywords, *(["\\Flagged"] if decision.flag else [])]
+    if flags:
+        mailbox.add_flags(record.folder, record.uid, flags)
+        store.audit(record.mailbox, "flags-added", {"flags": flags}, now=now, message=record.id)
+    if decision.folder:
+        mailbox.move(record.folder, record.uid, decision.folder)
+        store.audit(record.mailbox, "moved", {"to": decision.folder}, now=now, message=record.id)
+
+
+def _refetch(mailbox: Mailbox, record: MessageRecord) -> ParsedEmail | None:
+    """The message again, from where it was recorded; None when it is no longer there (moved before a crash)."""
+    for raw in mailbox.fetch(record.folder, [record.uid]):
+        return parse_message(raw.data, internal_date=raw.internal_date)
+    return None
+
+
+def _flag_for_human(mailbox: Mailbox, record: MessageRecord) -> None:
+    try:
+        mailbox.add_flags(record.folder, record.uid, ["\\Flagged", NEEDS_HUMAN_KEYWORD])
+    except MailboxError as exc:
+        log.warning("mailbox %s: UID %s: could not flag it either: %s", record.mailbox, record.uid, exc)
 
 
 def _seen_again(known: MessageRecord, raw: RawMessage, store: Store, now: datetime, report: CycleReport) -> None:

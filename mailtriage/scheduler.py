@@ -20,7 +20,8 @@ from apscheduler.triggers.cron import CronTrigger
 from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
 from mailtriage.mailbox import Mailbox, open_mailbox
 from mailtriage.mailbox.imap import ImapMailbox
-from mailtriage.pipeline import CycleOptions, CycleReport, Stages, no_stages, run_cycle
+from mailtriage.models import Classification, ParsedEmail
+from mailtriage.pipeline import CycleOptions, CycleReport, Stages, Triage, no_stages, run_cycle
 from mailtriage.settings import ScheduleSettings, Settings
 from mailtriage.store import Store
 
@@ -194,4 +195,27 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
             predictor.classifier = load(settings.classifier.model, settings.category_names())
 
     jobs = [(scheduled_retrain, settings.classifier.retrain)] if settings.classifier.retrain else []
-    return Daemon(mailboxes, store, options, settings.schedule, now, predictor, jobs)
+    return Daemon(mailboxes, store, options, settings.schedule, now, triage_from_settings(settings, predictor), jobs)
+
+
+def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], Classification]) -> Triage:
+    """Classification, then the configured routing and drafts."""
+    from mailtriage.draft import Drafter
+    from mailtriage.route import route
+    from mailtriage.templates import Templates
+
+    categories = {category.name: category for category in settings.categories}
+    drafts = settings.drafts
+    drafter = Drafter(
+        Templates(drafts.templates, drafts.fallback_language),
+        from_address=drafts.from_address,
+        signature=drafts.signature,
+        reference_patterns=drafts.reference_patterns,
+    )
+    return Triage(
+        classify=classify,
+        route=lambda parsed, classification: route(
+            parsed, classification, categories, settings.rules, settings.classifier.fallback
+        ),
+        draft=drafter,
+    )

@@ -10,7 +10,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailtriage.errors import StoreError
-from mailtriage.models import Classification, ParsedEmail, RawMessage
+from mailtriage.models import Classification, ParsedEmail, RawMessage, RouteDecision
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -59,6 +59,8 @@ class MessageRecord:
     language: str | None = None
     model_version: str | None = None
     new_text: str = ""
+    decided_by: str | None = None
+    route: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ class Store:
         now: datetime,
         error: str | None = None,
         classification: Classification | None = None,
+        decision: RouteDecision | None = None,
     ) -> int:
         """Record a newly read message and advance the folder's sync state past it, in one transaction (or in
         the enclosing ``batch``).
@@ -226,17 +229,21 @@ class Store:
             "defects": list(parsed.defects),
             "error": error,
             "recorded_at": _naive(now),
-            "category": classification.category if classification else None,
+            "category": decision.category if decision else classification.category if classification else None,
             "predicted": classification.predicted if classification else None,
             "confidence": classification.confidence if classification else None,
             "language": classification.language if classification else None,
             "model_version": classification.model_version if classification else None,
+            "decided_by": decision.decided_by if decision else None,
+            "route": asdict(decision) if decision else None,
         }
         with self._transaction() as db:
             message = int(db.execute(self._insert_message, values).inserted_primary_key[0])  # type: ignore[index]
             detail: dict[str, Any] = {"uid": raw.uid, "status": status, "kind": parsed.kind.value}
             if classification is not None:
-                detail |= {"category": classification.category, "confidence": round(classification.confidence, 3)}
+                detail |= {"predicted": classification.predicted, "confidence": round(classification.confidence, 3)}
+            if decision is not None:
+                detail |= {"decided_by": decision.decided_by, "reason": decision.reason}
             self._audit(db, mailbox, message, "recorded", detail, now)
             self._save_state(db, mailbox, raw.folder, SyncState(raw.uidvalidity, raw.uid), now)
         return message
@@ -263,6 +270,22 @@ class Store:
             query = query.where(self.messages_table.c.mailbox == mailbox)
         with self._transaction() as db:
             return [_record(row) for row in db.execute(query)]
+
+    def with_status(self, mailbox: str, status: str) -> list[MessageRecord]:
+        column = self.messages_table.c
+        query = sa.select(self.messages_table).where(column.mailbox == mailbox, column.status == status)
+        with self._transaction() as db:
+            return [_record(row) for row in db.execute(query.order_by(column.id))]
+
+    def set_status(self, record: MessageRecord, status: str, *, now: datetime, error: str | None = None) -> None:
+        """Change a message's status (and error), with an audit event saying so."""
+        with self._transaction() as db:
+            db.execute(
+                self.messages_table.update()
+                .where(self.messages_table.c.id == record.id)
+                .values(status=status, error=error)
+            )
+            self._audit(db, record.mailbox, record.id, f"status:{status}", {"error": error} if error else {}, now)
 
     def classified(self, exclude: str) -> list[MessageRecord]:
         """Customer messages with a category other than ``exclude`` (the fallback): what training can learn from."""
@@ -313,6 +336,7 @@ def _record(row: sa.Row[Any]) -> MessageRecord:
         received_at=_utc(row.received_at),
         recorded_at=_utc(row.recorded_at) or row.recorded_at,
         defects=tuple(_json(row.defects)),
+        route=_json(row.route),
     )
     return MessageRecord(**values)
 

@@ -19,7 +19,7 @@ from mailtriage.errors import ModelError, TrainingError
 from mailtriage.language import UNKNOWN, detect
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.parse import parse_message
-from mailtriage.pipeline import run_cycle
+from mailtriage.pipeline import Triage, run_cycle
 from mailtriage.settings import DEFAULT_CATEGORIES
 from mailtriage.store import Store
 from tests.dovecot import Account
@@ -218,7 +218,9 @@ def test_french_and_german_mail_arriving_over_imap_is_classified_into_its_catego
             expected[f"<{language}{n}@example.com>"] = (item["label"], language)
     account.append_many(mails)
     predictor = classify.Predictor(model, threshold=0.0, fallback="needs-triage")
-    report = run_cycle(ImapMailbox(account.settings()), store, now=lambda: datetime.now(UTC), stages=predictor)
+    report = run_cycle(
+        ImapMailbox(account.settings()), store, now=lambda: datetime.now(UTC), stages=Triage(classify=predictor)
+    )
     assert report.new == len(mails)
     records = {r.message_id: r for r in store.messages()}
     for language in ("fr", "de"):

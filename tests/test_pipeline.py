@@ -6,7 +6,7 @@ import pytest
 
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.models import Classification, ParsedEmail
-from mailtriage.pipeline import CycleOptions, run_cycle
+from mailtriage.pipeline import CycleOptions, Triage, run_cycle
 from mailtriage.store import Store
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -118,7 +118,7 @@ def test_a_stage_that_fails_on_one_message_leaves_it_recorded_as_failed_and_the_
 
     mailbox = MemoryMailbox()
     fill(mailbox, 3)
-    report = run_cycle(mailbox, store, now=clock, stages=stages)
+    report = run_cycle(mailbox, store, now=clock, stages=Triage(classify=stages))
     assert (report.new, report.failed) == (2, 1)
     failed = [r for r in store.messages() if r.status == "failed"]
     assert [(r.subject, r.error) for r in failed] == [("Order 1", "ValueError: template missing")]

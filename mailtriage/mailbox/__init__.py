@@ -31,6 +31,28 @@ class Mailbox(Protocol):
         """Let go of connections and files; the mailbox may be used again afterwards (it reconnects)."""
         ...
 
+    # Changes, each safe to repeat: the pipeline records before and after every one of them.
+
+    def special_folder(self, role: str) -> str | None:
+        """The configured folder for ``role`` ('drafts' or 'sent'), else the one the server marks so."""
+        ...
+
+    def append(self, folder: str, data: bytes, flags: Sequence[str] = ()) -> None:
+        """Add a message (a draft) to ``folder`` with these flags."""
+        ...
+
+    def find(self, folder: str, header: str, value: str) -> list[int]:
+        """UIDs of the messages in ``folder`` whose header ``header`` contains ``value``."""
+        ...
+
+    def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        """Set flags and keywords on a message; those it already has stay."""
+        ...
+
+    def move(self, folder: str, uid: int, destination: str) -> None:
+        """Move a message to ``destination``, creating that folder if it is missing. Never deletes anything else."""
+        ...
+
 
 def open_mailbox(settings: MailboxSettings) -> Mailbox:
     """The adapter for a configured mailbox: a Maildir when ``maildir`` is set, IMAP otherwise."""

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import imapclient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from mailtriage.errors import AuthenticationFailed, MailboxError, SecretError
 from mailtriage.models import FolderStatus, RawMessage
@@ -40,6 +40,7 @@ class ImapMailbox:
         self.inbox = settings.folders.inbox
         self._client: Any = None
         self._view: _View | None = None
+        self._delimiter: str | None = None
         self._lock = threading.RLock()
 
     # --- connection ----------------------------------------------------------------------------------------------
@@ -90,9 +91,12 @@ class ImapMailbox:
             except SecretError as exc:
                 self._drop()
                 raise AuthenticationFailed(self.name, f"cannot get the secret to log in: {exc}") from None
-            except (TimeoutError, IMAPClientError, OSError, ssl.SSLError) as exc:
+            except (TimeoutError, IMAPClientAbortError, OSError, ssl.SSLError) as exc:
                 self._drop()
                 raise MailboxError(self.name, f"{type(exc).__name__}: {_text(exc)}") from None
+            except IMAPClientError as exc:  # the server answered NO or BAD: trying again would not help
+                self._drop()
+                raise MailboxError(self.name, f"the server refused: {_text(exc)}", retryable=False) from None
 
     def _drop(self) -> None:
         if self._client is not None:
@@ -171,6 +175,47 @@ class ImapMailbox:
                     internal_date=_aware(item.get(b"INTERNALDATE")),
                 )
 
+    def append(self, folder: str, data: bytes, flags: Sequence[str] = ()) -> None:
+        with self._session() as client:
+            client.append(folder, data, flags=tuple(flags))
+
+    def find(self, folder: str, header: str, value: str) -> list[int]:
+        with self._session() as client:
+            self._opened(client, folder)
+            return sorted(client.search(["HEADER", header, value]))
+
+    def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        with self._session() as client:
+            self._writable(client, folder)
+            client.add_flags([uid], list(flags), silent=True)
+
+    def move(self, folder: str, uid: int, destination: str) -> None:
+        with self._session() as client:
+            if not client.has_capability("MOVE"):
+                # COPY then delete would expunge; mailtriage never deletes, so without MOVE nothing is moved.
+                raise MailboxError(self.name, "the server has no MOVE: the message stays where it is", retryable=False)
+            destination = self._server_name(client, destination)
+            if not client.folder_exists(destination):
+                client.create_folder(destination)
+                client.subscribe_folder(destination)
+            self._writable(client, folder)
+            client.move([uid], destination)
+
+    def _server_name(self, client: Any, folder: str) -> str:
+        """A folder path written with '/' in the config, in the server's own hierarchy separator."""
+        if self._delimiter is None:
+            found = client.list_folders(directory="", pattern="")
+            self._delimiter = _text(found[0][1]) if found and found[0][1] else "/"
+        return folder.replace("/", self._delimiter)
+
+    def _writable(self, client: Any, folder: str) -> None:
+        """Open ``folder`` read-write (for flags and MOVE); reads there still use BODY.PEEK. Never CLOSEd."""
+        if self._view is None or self._view.folder != folder or not self._view.writable:
+            found = client.select_folder(folder)
+            uidnext = int(found.get(b"UIDNEXT", 0))
+            self._view = _View(folder, int(found[b"UIDVALIDITY"]), uidnext, int(found[b"EXISTS"]), writable=True)
+        self._view.current = False
+
     def special_folder(self, role: str) -> str | None:
         """The folder the server marks with SPECIAL-USE ``role`` ('drafts' or 'sent'), or the configured one."""
         configured = getattr(self.settings.folders, role)
@@ -215,6 +260,7 @@ class _View:
     uidnext: int
     exists: int
     current: bool = True
+    writable: bool = False
 
 
 def _changed(responses: list[Any]) -> bool:

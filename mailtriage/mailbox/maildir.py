@@ -96,6 +96,49 @@ class MaildirMailbox:
     def close(self) -> None:
         self._maps.clear()
 
+    # Keywords have no place in a Maildir file name: only the standard flags are kept.
+
+    def special_folder(self, role: str) -> str | None:
+        return {"drafts": "Drafts", "sent": "Sent"}[role]
+
+    def _writable_folder(self, folder: str) -> mailbox.Maildir:
+        if folder == self.inbox:
+            return self._folder(folder)
+        root = self._folder(self.inbox)
+        try:
+            return root.get_folder(folder)
+        except mailbox.NoSuchMailboxError:
+            return root.add_folder(folder)
+
+    def append(self, folder: str, data: bytes, flags: Sequence[str] = ()) -> None:
+        message = mailbox.MaildirMessage(data)
+        message.set_subdir("cur")
+        message.set_flags("".join(letter for letter, flag in _FLAGS.items() if flag in flags))
+        self._writable_folder(folder).add(message)
+
+    def find(self, folder: str, header: str, value: str) -> list[int]:
+        if folder != self.inbox and folder not in self._folder(self.inbox).list_folders():
+            return []
+        box, uid_map = self._refresh(folder)
+        return sorted(
+            uid
+            for key, uid in uid_map.uids.items()
+            if any(value in str(v) for v in box.get_message(key).get_all(header) or [])
+        )
+
+    def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        box, uid_map = self._refresh(folder)
+        key = {u: k for k, u in uid_map.uids.items()}[uid]
+        message = box.get_message(key)
+        message.add_flag("".join(letter for letter, flag in _FLAGS.items() if flag in flags))
+        box[key] = message
+
+    def move(self, folder: str, uid: int, destination: str) -> None:
+        box, uid_map = self._refresh(folder)
+        key = {u: k for k, u in uid_map.uids.items()}[uid]
+        self._writable_folder(destination).add(box.get_message(key))
+        box.remove(key)  # the copy is in place first: a crash between leaves two copies, never none
+
 
 def _delivery_order(key: str) -> tuple[float, str]:
     head = key.split(".", 1)[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,3 +64,30 @@ class MemoryMailbox:
 
     def close(self) -> None:
         pass
+
+    def special_folder(self, role: str) -> str | None:
+        return {"drafts": "Drafts", "sent": "Sent"}[role]
+
+    def find(self, folder: str, header: str, value: str) -> list[int]:
+        box = self._folders.get(folder)
+        if box is None:
+            return []
+        found = []
+        for uid, (data, _flags, _date) in sorted(box.messages.items()):
+            parsed = email.message_from_bytes(data)
+            if any(value in str(v) for v in parsed.get_all(header) or []):
+                found.append(uid)
+        return found
+
+    def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        data, old, date = self._folders[folder].messages[uid]
+        self._folders[folder].messages[uid] = (data, old | frozenset(flags), date)
+
+    def move(self, folder: str, uid: int, destination: str) -> None:
+        data, flags, date = self._folders[folder].messages.pop(uid)
+        self.append(destination, data, flags, date)
+
+    def folder(self, name: str) -> list[tuple[bytes, frozenset[str]]]:
+        """A folder's messages in UID order (for tests)."""
+        box = self._folders.get(name)
+        return [] if box is None else [(d, f) for _, (d, f, _) in sorted(box.messages.items())]

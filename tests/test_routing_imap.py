@@ -1,0 +1,155 @@
+"""Routing and drafts against a real Dovecot: folders, keywords, threaded drafts, exactly one draft, failures."""
+
+from __future__ import annotations
+
+import email
+import logging
+from datetime import UTC, datetime
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from mailtriage import classify
+from mailtriage.draft import ANSWERS_HEADER
+from mailtriage.mailbox.imap import ImapMailbox
+from mailtriage.pipeline import NEEDS_HUMAN, PENDING, ROUTED, run_cycle
+from mailtriage.scheduler import triage_from_settings
+from mailtriage.settings import DEFAULT_CATEGORIES, DraftSettings, MailboxSettings, Rule, Settings
+from mailtriage.store import Store
+from tests.dovecot import Account
+
+pytestmark = pytest.mark.dovecot
+TEMPLATES = Path(__file__).parent.parent / "templates"
+FRENCH_RETURN = (
+    "From: =?utf-8?q?Ren=C3=A9e_Lef=C3=A8vre?= <renee@example.org>\r\nTo: support@example.com\r\n"
+    "Subject: Retour de ma cafetière, commande A-10487\r\nMessage-ID: <retour-1@example.org>\r\n"
+    "Date: Mon, 23 Nov 2026 08:15:00 +0100\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    "Content-Transfer-Encoding: 8bit\r\n\r\n"
+    "Bonjour,\r\nJe souhaite retourner la cafetière reçue la semaine dernière (commande A-10487) et être "
+    "remboursée. Comment dois-je procéder pour le renvoi du colis ?\r\nMerci, Renée\r\n"
+).encode()
+OUT_OF_OFFICE = (
+    b"From: Max <max@example.com>\r\nSubject: Abwesenheitsnotiz\r\nAuto-Submitted: auto-replied\r\n"
+    b"Message-ID: <oof-1@example.com>\r\n\r\nIch bin bis Montag nicht im Buero.\r\n"
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def settings_for(account: Account, templates: Path = TEMPLATES, rules: tuple[Rule, ...] = ()) -> Settings:
+    categories = tuple(
+        c.model_copy(update={"folder": "Support/Returns", "keywords": ("$Returns",)})
+        if c.name == "return-refund"
+        else c
+        for c in DEFAULT_CATEGORIES
+    )
+    mailbox = MailboxSettings.model_validate(account.settings().model_dump())
+    return Settings(
+        mailboxes=(mailbox,),
+        categories=categories,
+        rules=rules,
+        drafts=DraftSettings(from_address="Support <support@example.com>", templates=templates),
+    )
+
+
+def cycle(account: Account, store: Store, model: Path, settings: Settings) -> None:
+    classifier = classify.load(model, settings.category_names())
+    predictor = classify.Predictor(classifier, settings.classifier.threshold, settings.classifier.fallback)
+    run_cycle(ImapMailbox(account.settings()), store, now=now, stages=triage_from_settings(settings, predictor))
+
+
+def folder_messages(account: Account, folder: str) -> list[tuple[email.message.EmailMessage, tuple[bytes, ...]]]:
+    client = account.client()
+    try:
+        client.select_folder(folder, readonly=True)
+        found = client.fetch(client.search(["ALL"]), ["BODY.PEEK[]", "FLAGS"])
+        return [(email.message_from_bytes(v[b"BODY[]"], policy=policy.default), v[b"FLAGS"]) for v in found.values()]
+    finally:
+        client.logout()
+
+
+def test_a_french_return_request_is_filed_with_its_keyword_and_gets_a_threaded_french_draft(
+    account: Account, store: Store, seed_model: Path
+) -> None:
+    account.append_many([FRENCH_RETURN])
+    cycle(account, store, seed_model, settings_for(account))
+    assert folder_messages(account, "INBOX") == []
+    [(original, flags)] = folder_messages(account, "Support.Returns")  # Dovecot separates levels with "."
+    assert original["Message-ID"] == "<retour-1@example.org>" and b"$Returns" in flags and b"\\Seen" not in flags
+    [(draft, draft_flags)] = folder_messages(account, "Drafts")
+    assert b"\\Draft" in draft_flags
+    assert draft["In-Reply-To"] == "<retour-1@example.org>" and draft[ANSWERS_HEADER] == "<retour-1@example.org>"
+    assert draft["Subject"] == "Re: Retour de ma cafetière, commande A-10487"
+    assert draft["To"].addresses[0].display_name == "Renée Lefèvre"
+    body = draft.get_content()
+    assert "Bonjour Renée Lefèvre" in body and "A-10487" in body and "> Je souhaite retourner la cafetière" in body
+    [record] = store.messages()
+    assert (record.category, record.status, record.decided_by) == ("return-refund", ROUTED, "model")
+
+
+def test_a_restart_after_the_drafts_append_leaves_exactly_one_draft(
+    account: Account, store: Store, seed_model: Path
+) -> None:
+    settings = settings_for(account).model_copy(update={"categories": DEFAULT_CATEGORIES})  # no move: stays put
+    account.append_many([FRENCH_RETURN])
+    cycle(account, store, seed_model, settings)
+    # What a kill between the APPEND and the store's commit leaves: the draft is on the server, while the store
+    # still says the message's changes are pending.
+    [record] = store.messages()
+    store.set_status(record, PENDING, now=now())
+    cycle(account, store, seed_model, settings)
+    drafts = folder_messages(account, "Drafts")
+    assert [d[ANSWERS_HEADER] for d, _ in drafts] == ["<retour-1@example.org>"]
+    assert store.messages()[0].status == ROUTED
+    assert [e.action for e in store.audit_events() if e.action.startswith("draft")] == [
+        "draft-appended",
+        "draft-exists",
+    ]
+
+
+def test_an_override_rule_beats_the_classifier(account: Account, store: Store, seed_model: Path) -> None:
+    rule = Rule(name="key account", sender=r"@example\.org$", category="billing")
+    account.append_many([FRENCH_RETURN])
+    cycle(account, store, seed_model, settings_for(account, rules=(rule,)))
+    [record] = store.messages()
+    assert (record.category, record.decided_by) == ("billing", "rule:key account")
+    assert [m["Message-ID"] for m, _ in folder_messages(account, "INBOX")] == ["<retour-1@example.org>"]
+
+
+def test_an_out_of_office_reply_and_an_unsure_message_get_no_draft(
+    account: Account, store: Store, seed_model: Path
+) -> None:
+    settings = settings_for(account).model_copy(
+        update={"classifier": settings_for(account).classifier.model_copy(update={"threshold": 1.01})}
+    )
+    account.append_many([OUT_OF_OFFICE, FRENCH_RETURN])
+    cycle(account, store, seed_model, settings)
+    assert folder_messages(account, "Drafts") == []
+    assert sorted((r.kind, r.category) for r in store.messages()) == [
+        ("auto-reply", None),
+        ("customer", "needs-triage"),
+    ]
+
+
+def test_a_template_with_an_undefined_variable_leaves_that_message_flagged_in_the_inbox(
+    account: Account, store: Store, seed_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = tmp_path / "templates"
+    for category in DEFAULT_CATEGORIES:
+        (broken / category.name).mkdir(parents=True)
+        (broken / category.name / "en.txt.j2").write_text("Hello {{ customer_nmae }}")
+    account.append_many([FRENCH_RETURN])
+    with caplog.at_level(logging.WARNING):
+        cycle(account, store, seed_model, settings_for(account, templates=broken))
+    [(original, flags)] = folder_messages(account, "INBOX")
+    assert b"\\Flagged" in flags and b"$NeedsHuman" in flags
+    assert folder_messages(account, "Drafts") == []
+    [record] = store.messages()
+    assert record.status == NEEDS_HUMAN and "customer_nmae" in (record.error or "")
+    assert "customer_nmae" in caplog.text
+    assert any(
+        e.action == f"status:{NEEDS_HUMAN}" and "customer_nmae" in e.detail["error"] for e in store.audit_events()
+    )

@@ -402,3 +402,72 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], model: Path | 
         if result["kind"] != "customer":
             click.echo(f"  note: {result['kind']} mail, which the daemon records and never triages")
         click.echo("  weighed most: " + ", ".join(f"{term} ({weight:.2f})" for term, weight in result["words"]))
+
+
+@main.command()
+@click.option("-n", "--limit", default=50, show_default=True, help="How many decisions, newest first.")
+@click.option("--mailbox", help="Only this mailbox.")
+@click.option("--category", help="Only this category.")
+@click.option("--status", help="Only this status (routed, pending, needs-human, classified, skipped, failed...).")
+@click.option("--decided-by", help="Only decisions by this: 'model', 'fallback', 'rule' or 'rule:NAME'.")
+@click.option("--since", type=click.DateTime(), help="Only messages recorded since (UTC), e.g. 2026-11-23.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+@click.pass_context
+@_errors_as_lines
+def review(
+    ctx: click.Context,
+    limit: int,
+    mailbox: str | None,
+    category: str | None,
+    status: str | None,
+    decided_by: str | None,
+    since: Any,
+    as_json: bool,
+) -> None:
+    """Recent decisions: who decided each message's category (a rule or the model) and what was done.
+
+    \b
+    Example:
+      mailtriage review
+      mailtriage review --decided-by rule --since 2026-11-23
+      mailtriage review --status needs-human --json
+    """
+    from datetime import UTC
+
+    settings = _settings(ctx)
+    store = Store(settings.store.url)
+    records = store.recent(
+        limit=limit, mailbox=mailbox, category=category, status=status, decided_by=decided_by,
+        since=since.replace(tzinfo=UTC) if since else None,
+    )  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {
+            "time": record.recorded_at.isoformat(timespec="seconds"),
+            "mailbox": record.mailbox,
+            "sender": record.sender,
+            "subject": record.subject,
+            "category": record.category,
+            "confidence": record.confidence,
+            "language": record.language,
+            "decided_by": record.decided_by,
+            "reason": (record.route or {}).get("reason"),
+            "draft": bool((record.route or {}).get("template")),
+            "folder": (record.route or {}).get("folder"),
+            "status": record.status,
+            "error": record.error,
+        }
+        for record in records
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"the {len(rows)} latest decisions", expand=True)
+    for column in ("Time", "From", "Subject", "Category", "Conf.", "Lang", "Decided by", "Draft", "Folder", "Status"):
+        table.add_column(column, no_wrap=column not in ("From", "Subject"), overflow="ellipsis")
+    for row in rows:
+        table.add_row(
+            row["time"][5:16].replace("T", " "), row["sender"], row["subject"], row["category"] or "",
+            f"{row['confidence']:.2f}" if row["confidence"] is not None else "", row["language"] or "",
+            row["decided_by"] or "", "yes" if row["draft"] else "no", row["folder"] or "", row["status"],
+        )  # fmt: skip
+    Console().print(table)

@@ -298,6 +298,32 @@ class Store:
         with self._transaction() as db:
             return [_record(row) for row in db.execute(query)]
 
+    def recent(
+        self,
+        *,
+        limit: int = 50,
+        mailbox: str | None = None,
+        category: str | None = None,
+        status: str | None = None,
+        decided_by: str | None = None,
+        since: datetime | None = None,
+    ) -> list[MessageRecord]:
+        """The latest recorded messages, newest first, filtered by whichever of these are given."""
+        column = self.messages_table.c
+        query = sa.select(self.messages_table).order_by(column.id.desc()).limit(limit)
+        if mailbox is not None:
+            query = query.where(column.mailbox == mailbox)
+        if category is not None:
+            query = query.where(column.category == category)
+        if status is not None:
+            query = query.where(column.status == status)
+        if decided_by is not None:
+            query = query.where(column.decided_by.like(f"{decided_by}%"))
+        if since is not None:
+            query = query.where(column.recorded_at >= _naive(since))
+        with self._transaction() as db:
+            return [_record(row) for row in db.execute(query)]
+
     def count(self, mailbox: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(self.messages_table)
         if mailbox is not None:

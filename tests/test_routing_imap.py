@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import email
+import json
 import logging
 from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from mailtriage import classify
+from mailtriage.cli import main
 from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.pipeline import NEEDS_HUMAN, PENDING, ROUTED, run_cycle
@@ -110,13 +113,23 @@ def test_a_restart_after_the_drafts_append_leaves_exactly_one_draft(
     ]
 
 
-def test_an_override_rule_beats_the_classifier(account: Account, store: Store, seed_model: Path) -> None:
+def test_an_override_rule_beats_the_classifier_and_review_shows_it(
+    account: Account, store: Store, seed_model: Path, tmp_path: Path
+) -> None:
     rule = Rule(name="key account", sender=r"@example\.org$", category="billing")
     account.append_many([FRENCH_RETURN])
     cycle(account, store, seed_model, settings_for(account, rules=(rule,)))
     [record] = store.messages()
     assert (record.category, record.decided_by) == ("billing", "rule:key account")
     assert [m["Message-ID"] for m, _ in folder_messages(account, "INBOX")] == ["<retour-1@example.org>"]
+    config = tmp_path / "review.toml"
+    config.write_text(
+        f'[[mailboxes]]\nname = "x"\nmaildir = "{tmp_path}"\n[store]\nurl = "sqlite:///{store.engine.url.database}"\n'
+    )
+    result = CliRunner().invoke(main, ["--config", str(config), "review", "--decided-by", "rule", "--json"])
+    [row] = json.loads(result.stdout)
+    assert (row["category"], row["decided_by"], row["draft"]) == ("billing", "rule:key account", True)
+    assert row["reason"] == "rule 'key account' matched"
 
 
 def test_an_out_of_office_reply_and_an_unsure_message_get_no_draft(

@@ -7,7 +7,7 @@ takes its collaborators as arguments and does no I/O of its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -44,6 +44,8 @@ class Triage:
     route: Callable[[ParsedEmail, Classification], RouteDecision] | None = None
     draft: Callable[[ParsedEmail, str, str, datetime], bytes] | None = None
     """(message, template, language, now) -> the draft's bytes; raises TemplateError."""
+    category_folders: Mapping[str, str] = field(default_factory=dict)
+    """Folder -> category: a message an agent files in another category's folder is a correction."""
 
 
 Stages = Triage
@@ -96,8 +98,25 @@ def run_cycle(
     a changed UIDVALIDITY, a message moved back into the inbox or delivered twice is noted, never processed again.
     """
     report = CycleReport(mailbox.name)
-    folder = mailbox.inbox
     apply_pending(mailbox, store, stages, now, {}, report)  # what a crash left half done
+    stopped = _intake(mailbox, store, now, options, should_stop, stages, report)
+    if not stopped:
+        for category_folder, category in stages.category_folders.items():
+            scan_corrections(mailbox, store, category_folder, category, now, options)
+    return report
+
+
+def _intake(
+    mailbox: Mailbox,
+    store: Store,
+    now: Callable[[], datetime],
+    options: CycleOptions,
+    should_stop: Callable[[], bool],
+    stages: Stages,
+    report: CycleReport,
+) -> bool:
+    """The inbox's new messages, recorded, triaged and acted on; True if asked to stop."""
+    folder = mailbox.inbox
     status = mailbox.status(folder)
     state = store.sync_state(mailbox.name, folder)
     if state is not None and state.uidvalidity != status.uidvalidity:
@@ -110,11 +129,11 @@ def run_cycle(
         state = None
     last_uid = state.last_uid if state is not None else 0
     if status.uidnext <= last_uid + 1:
-        return report
+        return False
     uids = mailbox.uids_above(folder, last_uid)
     if not uids:
         store.set_sync_state(mailbox.name, folder, SyncState(status.uidvalidity, status.uidnext - 1), now())
-        return report
+        return False
     report.backlog = max(0, len(uids) - options.max_per_cycle)
     for batch in _batches(mailbox, folder, uids[: options.max_per_cycle], options.batch_size):
         parsed: dict[int, ParsedEmail] = {}
@@ -122,8 +141,8 @@ def run_cycle(
             stopped = _process_batch(batch, mailbox.name, store, now, options, stages, should_stop, report, parsed)
         apply_pending(mailbox, store, stages, now, parsed, report)  # changes on the server, after the record
         if stopped:
-            break
-    return report
+            return True
+    return False
 
 
 def _process_batch(
@@ -216,6 +235,44 @@ def _status(classification: Classification | None, decision: RouteDecision | Non
         return CLASSIFIED
     acts = decision.template or decision.keywords or decision.flag or decision.folder
     return PENDING if acts else ROUTED
+
+
+# --- corrections --------------------------------------------------------------------------------------------------
+
+
+def scan_corrections(
+    mailbox: Mailbox, store: Store, folder: str, category: str, now: Callable[[], datetime], options: CycleOptions
+) -> None:
+    """Read what arrived in a category's folder since the last look: a recorded message of another category that
+    an agent filed there is a correction (recorded and audited, and learnt by ``train --from-store``)."""
+    try:
+        status = mailbox.status(folder)
+    except MailboxError as exc:
+        if exc.retryable:
+            raise
+        return  # the folder does not exist yet: nothing was filed there
+    state = store.sync_state(mailbox.name, folder)
+    last = state.last_uid if state is not None and state.uidvalidity == status.uidvalidity else 0
+    if status.uidnext <= last + 1:
+        return
+    uids = mailbox.uids_above(folder, last)[: options.max_per_cycle]
+    for batch in _batches(mailbox, folder, uids, options.batch_size):
+        if not batch:
+            continue
+        known = store.known(mailbox.name, [hash_content(raw.data) for raw in batch])
+        with store.batch():
+            for raw in batch:
+                record = known.get(hash_content(raw.data))
+                if record is None:
+                    continue  # not mail mailtriage triaged
+                if (record.corrected or record.category) != category:
+                    store.correct(record, category, raw, now=now())
+                    was = record.corrected or record.category
+                    log.info("mailbox %s: %s filed under %s by an agent (was %s): recorded as a correction",
+                             mailbox.name, record.message_id, category, was)  # fmt: skip
+                else:
+                    store.move_to(record, raw)
+            store.set_sync_state(mailbox.name, folder, SyncState(status.uidvalidity, batch[-1].uid), now())
 
 
 # --- changes on the server ---------------------------------------------------------------------------------------

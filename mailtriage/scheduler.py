@@ -218,4 +218,5 @@ def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], C
             parsed, classification, categories, settings.rules, settings.classifier.fallback
         ),
         draft=drafter,
+        category_folders={c.folder: c.name for c in settings.categories if c.folder},
     )

@@ -61,6 +61,8 @@ class MessageRecord:
     new_text: str = ""
     decided_by: str | None = None
     route: dict[str, Any] | None = None
+    corrected: str | None = None
+    """The category an agent gave the message (by filing it), which overrides ``category`` for training."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,28 @@ class Store:
             self._save_state(db, mailbox, raw.folder, SyncState(raw.uidvalidity, raw.uid), now)
         return message
 
+    def correct(self, record: MessageRecord, category: str, raw: RawMessage, *, now: datetime) -> None:
+        """Record that an agent filed a message under ``category``, and where it now is."""
+        with self._transaction() as db:
+            db.execute(
+                self.messages_table.update()
+                .where(self.messages_table.c.id == record.id)
+                .values(corrected=category, folder=raw.folder, uidvalidity=raw.uidvalidity, uid=raw.uid)
+            )
+            was = record.corrected or record.category
+            self._audit(
+                db, record.mailbox, record.id, "corrected", {"from": was, "to": category, "folder": raw.folder}, now
+            )
+
+    def move_to(self, record: MessageRecord, raw: RawMessage) -> None:
+        """Note a message's new place after a move (ours or an agent's, to the folder of its own category)."""
+        with self._transaction() as db:
+            db.execute(
+                self.messages_table.update()
+                .where(self.messages_table.c.id == record.id)
+                .values(folder=raw.folder, uidvalidity=raw.uidvalidity, uid=raw.uid)
+            )
+
     def relocate(self, record: MessageRecord, raw: RawMessage, *, reason: str, now: datetime) -> None:
         """Note that a known message now sits at ``raw``'s folder and UID, and advance the sync state past it."""
         with self._transaction() as db:
@@ -288,11 +312,13 @@ class Store:
             self._audit(db, record.mailbox, record.id, f"status:{status}", {"error": error} if error else {}, now)
 
     def classified(self, exclude: str) -> list[MessageRecord]:
-        """Customer messages with a category other than ``exclude`` (the fallback): what training can learn from."""
+        """Customer messages with a category other than ``exclude`` (the fallback), or corrected by an agent: what
+        training can learn from."""
         column = self.messages_table.c
+        final = sa.func.coalesce(column.corrected, column.category)
         query = (
             sa.select(self.messages_table)
-            .where(column.kind == "customer", column.category.is_not(None), column.category != exclude)
+            .where(column.kind == "customer", final.is_not(None), final != exclude)
             .order_by(column.id)
         )
         with self._transaction() as db:

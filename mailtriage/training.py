@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def store_examples(store: Store, fallback: str) -> list[Example]:
-    """The messages the daemon has seen, each with the category it ended up in."""
+    """The messages the daemon has seen, each with the category it ended up in: an agent's correction first."""
     return [
-        Example(feature_text(r.subject, r.new_text), str(r.category), r.language or "unknown")
+        Example(feature_text(r.subject, r.new_text), str(r.corrected or r.category), r.language or "unknown")
         for r in store.classified(exclude=fallback)
     ]
 

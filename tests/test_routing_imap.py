@@ -20,6 +20,7 @@ from mailtriage.pipeline import NEEDS_HUMAN, PENDING, ROUTED, run_cycle
 from mailtriage.scheduler import triage_from_settings
 from mailtriage.settings import DEFAULT_CATEGORIES, DraftSettings, MailboxSettings, Rule, Settings
 from mailtriage.store import Store
+from mailtriage.training import store_examples
 from tests.dovecot import Account
 
 pytestmark = pytest.mark.dovecot
@@ -43,10 +44,9 @@ def now() -> datetime:
 
 
 def settings_for(account: Account, templates: Path = TEMPLATES, rules: tuple[Rule, ...] = ()) -> Settings:
+    folders = {"return-refund": ("Support/Returns", ("$Returns",)), "billing": ("Support/Billing", ())}
     categories = tuple(
-        c.model_copy(update={"folder": "Support/Returns", "keywords": ("$Returns",)})
-        if c.name == "return-refund"
-        else c
+        c.model_copy(update={"folder": folders[c.name][0], "keywords": folders[c.name][1]}) if c.name in folders else c
         for c in DEFAULT_CATEGORIES
     )
     mailbox = MailboxSettings.model_validate(account.settings().model_dump())
@@ -121,7 +121,7 @@ def test_an_override_rule_beats_the_classifier_and_review_shows_it(
     cycle(account, store, seed_model, settings_for(account, rules=(rule,)))
     [record] = store.messages()
     assert (record.category, record.decided_by) == ("billing", "rule:key account")
-    assert [m["Message-ID"] for m, _ in folder_messages(account, "INBOX")] == ["<retour-1@example.org>"]
+    assert [m["Message-ID"] for m, _ in folder_messages(account, "Support.Billing")] == ["<retour-1@example.org>"]
     config = tmp_path / "review.toml"
     config.write_text(
         f'[[mailboxes]]\nname = "x"\nmaildir = "{tmp_path}"\n[store]\nurl = "sqlite:///{store.engine.url.database}"\n'
@@ -166,3 +166,26 @@ def test_a_template_with_an_undefined_variable_leaves_that_message_flagged_in_th
     assert any(
         e.action == f"status:{NEEDS_HUMAN}" and "customer_nmae" in e.detail["error"] for e in store.audit_events()
     )
+
+
+def test_an_agents_move_to_another_categorys_folder_is_a_correction_that_training_learns(
+    account: Account, store: Store, seed_model: Path
+) -> None:
+    settings = settings_for(account)
+    account.append_many([FRENCH_RETURN])
+    cycle(account, store, seed_model, settings)
+    client = account.client()
+    client.create_folder("Support.Billing")
+    client.select_folder("Support.Returns")
+    client.move(client.search(["ALL"]), "Support.Billing")  # what an agent does in their mail client
+    client.logout()
+    cycle(account, store, seed_model, settings)
+    [record] = store.messages()
+    assert (record.category, record.corrected, record.folder) == ("return-refund", "billing", "Support/Billing")
+    assert [e.detail for e in store.audit_events() if e.action == "corrected"] == [
+        {"from": "return-refund", "to": "billing", "folder": "Support/Billing"}
+    ]
+    [example] = store_examples(store, fallback="needs-triage")
+    assert example.label == "billing" and "cafetière" in example.text
+    cycle(account, store, seed_model, settings)  # nothing new: the correction is recorded once
+    assert len([e for e in store.audit_events() if e.action == "corrected"]) == 1

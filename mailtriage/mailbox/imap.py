@@ -139,6 +139,7 @@ class ImapMailbox:
         not seen by a later NOOP, so after those the folder is examined anew.
         """
         with self._session() as client:
+            folder = self._server_name(client, folder)
             view = self._view
             if view is None or view.folder != folder or not view.current or _changed(client.noop()[1]):
                 view = self._examine(client, folder)
@@ -146,7 +147,7 @@ class ImapMailbox:
 
     def uids_above(self, folder: str, uid: int) -> list[int]:
         with self._session() as client:
-            self._opened(client, folder)
+            self._opened(client, self._server_name(client, folder))
             found = client.search(["UID", f"{uid + 1}:*"])
         # "n:*" always matches the highest UID, even one below n.
         return sorted(u for u in found if u > uid)
@@ -155,11 +156,12 @@ class ImapMailbox:
         if not uids:
             return
         with self._session() as client:
-            uidvalidity = self._opened(client, folder).uidvalidity
+            server_folder = self._server_name(client, folder)
+            uidvalidity = self._opened(client, server_folder).uidvalidity
             sizes = client.fetch(list(uids), ["RFC822.SIZE"])
         for chunk in _by_size(sorted(sizes), {u: int(sizes[u].get(b"RFC822.SIZE", 0)) for u in sizes}):
             with self._session() as client:
-                if self._opened(client, folder).uidvalidity != uidvalidity:
+                if self._opened(client, server_folder).uidvalidity != uidvalidity:
                     return  # renumbered meanwhile: the next cycle resyncs
                 found = client.fetch(chunk, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
             for uid in sorted(found):
@@ -177,16 +179,16 @@ class ImapMailbox:
 
     def append(self, folder: str, data: bytes, flags: Sequence[str] = ()) -> None:
         with self._session() as client:
-            client.append(folder, data, flags=tuple(flags))
+            client.append(self._server_name(client, folder), data, flags=tuple(flags))
 
     def find(self, folder: str, header: str, value: str) -> list[int]:
         with self._session() as client:
-            self._opened(client, folder)
+            self._opened(client, self._server_name(client, folder))
             return sorted(client.search(["HEADER", header, value]))
 
     def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
         with self._session() as client:
-            self._writable(client, folder)
+            self._writable(client, self._server_name(client, folder))
             client.add_flags([uid], list(flags), silent=True)
 
     def move(self, folder: str, uid: int, destination: str) -> None:
@@ -198,7 +200,7 @@ class ImapMailbox:
             if not client.folder_exists(destination):
                 client.create_folder(destination)
                 client.subscribe_folder(destination)
-            self._writable(client, folder)
+            self._writable(client, self._server_name(client, folder))
             client.move([uid], destination)
 
     def _server_name(self, client: Any, folder: str) -> str:

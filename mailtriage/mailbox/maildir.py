@@ -50,7 +50,7 @@ class MaildirMailbox:
         try:
             return root.get_folder(folder)
         except mailbox.NoSuchMailboxError:
-            raise MailboxError(self.name, f"no folder {folder!r} in {self.path}") from None
+            raise MailboxError(self.name, f"no folder {folder!r} in {self.path}", retryable=False) from None
 
     def _refresh(self, folder: str) -> tuple[mailbox.Maildir, _UidMap]:
         box = self._folder(folder)

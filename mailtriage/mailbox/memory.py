@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from mailtriage.errors import MailboxError
 from mailtriage.models import FolderStatus, RawMessage
 
 
@@ -48,6 +49,8 @@ class MemoryMailbox:
         return self._folders[folder].messages[uid][1]
 
     def status(self, folder: str) -> FolderStatus:
+        if folder not in self._folders:
+            raise MailboxError(self.name, f"no folder {folder!r}", retryable=False)
         box = self._folders[folder]
         return FolderStatus(box.uidvalidity, box.next_uid, len(box.messages))
 

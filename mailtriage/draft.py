@@ -79,10 +79,10 @@ def build_reply(parsed: ParsedEmail, body: str, language: str, *, from_address: 
     message["In-Reply-To"] = parsed.message_id
     message["References"] = " ".join([*parsed.references[-(MAX_REFERENCES - 1) :], parsed.message_id])
     message[ANSWERS_HEADER] = parsed.message_id
-    message["Content-Language"] = language
     message.set_content(
         body.rstrip() + "\n\n" + quote(parsed, language) + "\n", charset="utf-8", cte="quoted-printable"
     )
+    message["Content-Language"] = language  # after set_content, which replaces the Content-* headers
     return message.as_bytes()
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 from datetime import UTC, datetime
 from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,45 @@ def test_an_agents_move_to_another_categorys_folder_is_a_correction_that_trainin
     assert example.label == "billing" and "cafetière" in example.text
     cycle(account, store, seed_model, settings)  # nothing new: the correction is recorded once
     assert len([e for e in store.audit_events() if e.action == "corrected"]) == 1
+
+
+OTHERS = [
+    # language, From header, subject, body, what the greeting must read
+    ("en", "Tom Whitaker <tom@example.com>", "Refund for order A-20001",
+     "Hello, I would like to return the toaster from order A-20001 and get my money back. How do I send it back?",
+     "Tom Whitaker"),
+    ("de", "=?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <jm@example.com>", "Rücksendung Bestellung A-30001",
+     "Guten Tag, ich möchte den Wasserkocher aus Bestellung A-30001 zurückschicken und mein Geld zurück. "
+     "Wie funktioniert die Rücksendung?", "Jürgen Müller"),
+    ("en", "<nobody@example.com>", "Return of my kettle, order A-40001",
+     "Hi, I want to send back the kettle from order A-40001 and be refunded. Where do I get a return label?", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("language,sender,subject,body,name", OTHERS, ids=["english", "german-umlauts", "no-name"])
+def test_return_requests_get_a_draft_in_their_language_greeting_the_customer_by_name_when_there_is_one(
+    account: Account,
+    store: Store,
+    seed_model: Path,
+    language: str,
+    sender: str,
+    subject: str,
+    body: str,
+    name: str | None,
+) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, "support@example.com", subject
+    message["Message-ID"] = "<other-1@example.com>"
+    message.set_content(body)
+    account.append_many([message.as_bytes()])
+    cycle(account, store, seed_model, settings_for(account))
+    [(draft, _)] = folder_messages(account, "Drafts")
+    assert draft["In-Reply-To"] == "<other-1@example.com>" and draft["Subject"] == f"Re: {subject}"
+    assert draft["Content-Language"] == language
+    text = draft.get_content()
+    greeting = text.splitlines()[0]
+    if name:
+        assert name in greeting and draft["To"].addresses[0].display_name == name
+    else:
+        assert greeting in ("Hello,", "Dear customer,") or greeting.endswith(",") and "@" not in greeting
+    assert subject.split()[-1] in text  # the order number found in the mail

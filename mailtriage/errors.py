@@ -94,3 +94,7 @@ class TemplateError(MailtriageError):
         self.template = template
         self.reason = reason
         super().__init__(f"template {template}: {reason}")
+
+
+class NotifyError(MailtriageError):
+    """Raised when a notification cannot be sent (the SMTP server is unreachable or refuses it)."""

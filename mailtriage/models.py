@@ -122,3 +122,5 @@ class RouteDecision:
     """The template to draft from; None when no draft is written."""
     untouched: bool = False
     """Leave the message exactly as it is on the server (a rule said so)."""
+    notify: str | None = None
+    """A team address told about the message."""

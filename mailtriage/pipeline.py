@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailtriage.draft import ANSWERS_HEADER
-from mailtriage.errors import MailboxError, TemplateError
+from mailtriage.errors import MailboxError, NotifyError, TemplateError
 from mailtriage.mailbox import Mailbox
 from mailtriage.models import Classification, MessageKind, ParsedEmail, RawMessage, RouteDecision
 from mailtriage.parse import hash_content, parse_message
@@ -44,6 +44,8 @@ class Triage:
     route: Callable[[ParsedEmail, Classification], RouteDecision] | None = None
     draft: Callable[[ParsedEmail, str, str, datetime], bytes] | None = None
     """(message, template, language, now) -> the draft's bytes; raises TemplateError."""
+    notify: Callable[[str, str, str, datetime], None] | None = None
+    """(to, subject, body, now): tell a team about a message; raises NotifyError."""
     category_folders: Mapping[str, str] = field(default_factory=dict)
     """Folder -> category: a message an agent files in another category's folder is a correction."""
 
@@ -335,9 +337,39 @@ def _apply(
     if flags:
         mailbox.add_flags(record.folder, record.uid, flags)
         store.audit(record.mailbox, "flags-added", {"flags": flags}, now=now, message=record.id)
+    if decision.notify and stages.notify is not None and not store.has_event(record.id, "notified"):
+        _notify(stages.notify, store, record, decision, message, now)
     if decision.folder:
         mailbox.move(record.folder, record.uid, decision.folder)
         store.audit(record.mailbox, "moved", {"to": decision.folder}, now=now, message=record.id)
+
+
+def _notify(
+    send: Callable[[str, str, str, datetime], None],
+    store: Store,
+    record: MessageRecord,
+    decision: RouteDecision,
+    message: ParsedEmail,
+    now: datetime,
+) -> None:
+    """Tell the category's team; a notification that fails is logged and audited and never holds up triage."""
+    assert decision.notify is not None
+    sender = str(message.sender) if message.sender else "(no sender)"
+    subject = f"[mailtriage] {decision.category}: {message.subject[:120]}"
+    body = (
+        f"New {decision.category} mail in {record.mailbox}, from {sender}:\n{message.subject}\n\n"
+        f"Decided by {decision.decided_by} ({decision.reason}); "
+        f"{'a draft is in Drafts' if decision.template else 'no draft'}."
+    )
+    try:
+        send(decision.notify, subject, body, now)
+    except NotifyError as exc:
+        log.warning("mailbox %s: UID %s: %s", record.mailbox, record.uid, exc)
+        store.audit(
+            record.mailbox, "notify-failed", {"to": decision.notify, "error": str(exc)}, now=now, message=record.id
+        )
+        return
+    store.audit(record.mailbox, "notified", {"to": decision.notify}, now=now, message=record.id)
 
 
 def _refetch(mailbox: Mailbox, record: MessageRecord) -> ParsedEmail | None:

@@ -66,4 +66,5 @@ def route(
         keywords=settings.keywords,
         flag=settings.flag,
         template=settings.template_name if drafts else None,
+        notify=settings.notify,
     )

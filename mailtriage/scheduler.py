@@ -201,6 +201,7 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
 def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], Classification]) -> Triage:
     """Classification, then the configured routing and drafts."""
     from mailtriage.draft import Drafter
+    from mailtriage.notify import Notifier
     from mailtriage.route import route
     from mailtriage.templates import Templates
 
@@ -218,5 +219,6 @@ def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], C
             parsed, classification, categories, settings.rules, settings.classifier.fallback
         ),
         draft=drafter,
+        notify=Notifier(settings.smtp).send if settings.smtp.host else None,
         category_folders={c.folder: c.name for c in settings.categories if c.folder},
     )

@@ -192,6 +192,7 @@ class Category(_Section):
     flag: bool = False
     template: str | None = None
     draft: bool = True
+    notify: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
 
     @field_validator("keywords")
     @classmethod
@@ -239,6 +240,24 @@ class Rule(_Section):
         ):
             raise ValueError("at least one of sender, recipient, subject, body, attachment_type or language")
         return self
+
+
+class SmtpSettings(_Section):
+    """The mail server that carries notifications to teams (never replies to customers: those are drafts)."""
+
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Security = Security.STARTTLS
+    username: str | None = None
+    secret: Secret | None = None
+    from_address: str = "mailtriage@example.com"
+    timeout: float = Field(default=30.0, gt=0)
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return {Security.TLS: 465, Security.STARTTLS: 587, Security.NONE: 25}[self.security]
 
 
 class DraftSettings(_Section):
@@ -311,6 +330,7 @@ class Settings(BaseSettings):
     classifier: ClassifierSettings = ClassifierSettings()
     rules: tuple[Rule, ...] = ()
     drafts: DraftSettings = DraftSettings()
+    smtp: SmtpSettings = SmtpSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -335,6 +355,8 @@ class Settings(BaseSettings):
             raise ValueError(f"at least two categories with unique names (got {', '.join(categories)})")
         if self.classifier.fallback in categories:
             raise ValueError(f"a classifier.fallback that is not one of the categories ({self.classifier.fallback})")
+        if any(c.notify for c in self.categories) and self.smtp.host is None:
+            raise ValueError("an [smtp] host, since a category has a notify address")
         ruled = {rule.category for rule in self.rules if rule.category} - set(categories) - {self.classifier.fallback}
         if ruled:
             raise ValueError(f"rules whose category is configured, not {', '.join(sorted(ruled))}")
@@ -388,6 +410,8 @@ def load_settings(path: Path, *, check_secrets: bool = True) -> Settings:
         for index, mailbox in enumerate(settings.mailboxes):
             if mailbox.secret is not None:
                 mailbox.secret.check(source, f"mailboxes[{index}].secret")
+        if settings.smtp.secret is not None:
+            settings.smtp.secret.check(source, "smtp.secret")
     return settings
 
 

@@ -371,6 +371,12 @@ class Store:
         values = {"at": _naive(now), "mailbox": mailbox, "message": message, "action": action, "detail": detail}
         db.execute(self._insert_audit, values)
 
+    def has_event(self, message: int, action: str) -> bool:
+        column = self.audit_table.c
+        query = sa.select(column.id).where(column.message == message, column.action == action).limit(1)
+        with self._transaction() as db:
+            return db.execute(query).first() is not None
+
     def audit_events(self, mailbox: str | None = None) -> list[AuditEvent]:
         query = sa.select(self.audit_table).order_by(self.audit_table.c.id)
         if mailbox is not None:

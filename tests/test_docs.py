@@ -28,6 +28,7 @@ def setting_keys(model: type[BaseModel]) -> set[str]:
 
 def test_the_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SUPPORT_IMAP_PASSWORD", "example")
+    monkeypatch.setenv("SMTP_PASSWORD", "example")
     settings = load_settings(EXAMPLE)
     assert [m.name for m in settings.mailboxes] == ["support", "local"]
 

@@ -11,6 +11,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 from click.testing import CliRunner
 
 from mailtriage import classify
@@ -19,10 +21,18 @@ from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.pipeline import NEEDS_HUMAN, PENDING, ROUTED, run_cycle
 from mailtriage.scheduler import triage_from_settings
-from mailtriage.settings import DEFAULT_CATEGORIES, DraftSettings, MailboxSettings, Rule, Settings
+from mailtriage.settings import (
+    DEFAULT_CATEGORIES,
+    DraftSettings,
+    MailboxSettings,
+    Rule,
+    Security,
+    Settings,
+    SmtpSettings,
+)
 from mailtriage.store import Store
 from mailtriage.training import store_examples
-from tests.dovecot import Account
+from tests.dovecot import Account, free_port
 
 pytestmark = pytest.mark.dovecot
 TEMPLATES = Path(__file__).parent.parent / "templates"
@@ -232,3 +242,35 @@ def test_return_requests_get_a_draft_in_their_language_greeting_the_customer_by_
     else:
         assert greeting in ("Hello,", "Dear customer,") or greeting.endswith(",") and "@" not in greeting
     assert subject.split()[-1] in text  # the order number found in the mail
+
+
+def test_a_categorys_team_is_notified_once_through_smtp(account: Account, store: Store, seed_model: Path) -> None:
+    received: list[bytes] = []
+
+    class Sink:
+        async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:  # noqa: N802
+            received.append(envelope.content if isinstance(envelope.content, bytes) else b"")
+            return "250 OK"
+
+    controller = Controller(Sink(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        base = settings_for(account)
+        categories = tuple(
+            c.model_copy(update={"notify": "returns-team@example.com"}) if c.name == "return-refund" else c
+            for c in base.categories
+        )
+        smtp = SmtpSettings(host="127.0.0.1", port=controller.port, security=Security.NONE)
+        settings = base.model_copy(update={"categories": categories, "smtp": smtp})
+        account.append_many([FRENCH_RETURN])
+        cycle(account, store, seed_model, settings)
+        [record] = store.messages()
+        store.set_status(record, PENDING, now=now())  # as if a crash came before the status was saved
+        cycle(account, store, seed_model, settings)
+    finally:
+        controller.stop()
+    assert len(received) == 1
+    notification = email.message_from_bytes(received[0], policy=policy.default)
+    assert notification["To"] == "returns-team@example.com" and "return-refund" in notification["Subject"]
+    assert notification["Auto-Submitted"] == "auto-generated"
+    assert [e.action for e in store.audit_events()].count("notified") == 1

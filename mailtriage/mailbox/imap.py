@@ -190,6 +190,9 @@ class ImapMailbox:
         with self._session() as client:
             self._writable(client, self._server_name(client, folder))
             client.add_flags([uid], list(flags), silent=True)
+            labels = [flag for flag in flags if not flag.startswith("\\")]
+            if labels and client.has_capability("X-GM-EXT-1"):  # Gmail shows labels, not keywords
+                client.add_gmail_labels([uid], labels, silent=True)
 
     def move(self, folder: str, uid: int, destination: str) -> None:
         with self._session() as client:

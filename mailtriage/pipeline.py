@@ -50,9 +50,6 @@ class Triage:
     """Folder -> category: a message an agent files in another category's folder is a correction."""
 
 
-Stages = Triage
-
-
 @dataclass(frozen=True)
 class CycleOptions:
     own_addresses: frozenset[str] = frozenset()
@@ -91,7 +88,7 @@ def run_cycle(
     now: Callable[[], datetime],
     options: CycleOptions = CycleOptions(),
     should_stop: Callable[[], bool] = lambda: False,
-    stages: Stages = no_stages,
+    stages: Triage = no_stages,
 ) -> CycleReport:
     """Process what arrived in ``mailbox``'s inbox since the last cycle, each message exactly once.
 
@@ -114,7 +111,7 @@ def _intake(
     now: Callable[[], datetime],
     options: CycleOptions,
     should_stop: Callable[[], bool],
-    stages: Stages,
+    stages: Triage,
     report: CycleReport,
 ) -> bool:
     """The inbox's new messages, recorded, triaged and acted on; True if asked to stop."""
@@ -153,7 +150,7 @@ def _process_batch(
     store: Store,
     now: Callable[[], datetime],
     options: CycleOptions,
-    stages: Stages,
+    stages: Triage,
     should_stop: Callable[[], bool],
     report: CycleReport,
     parsed: dict[int, ParsedEmail],
@@ -185,7 +182,7 @@ def _process(
     store: Store,
     now: datetime,
     options: CycleOptions,
-    stages: Stages,
+    stages: Triage,
     report: CycleReport,
 ) -> ParsedEmail:
     """Parse, classify, route and record one new message; its changes on the server come after the record is
@@ -283,7 +280,7 @@ def scan_corrections(
 def apply_pending(
     mailbox: Mailbox,
     store: Store,
-    stages: Stages,
+    stages: Triage,
     now: Callable[[], datetime],
     parsed: dict[int, ParsedEmail],
     report: CycleReport,
@@ -318,7 +315,7 @@ def apply_pending(
 def _apply(
     mailbox: Mailbox,
     store: Store,
-    stages: Stages,
+    stages: Triage,
     record: MessageRecord,
     decision: RouteDecision,
     message: ParsedEmail,

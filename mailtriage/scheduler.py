@@ -21,7 +21,7 @@ from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
 from mailtriage.mailbox import Mailbox, open_mailbox
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.models import Classification, ParsedEmail
-from mailtriage.pipeline import CycleOptions, CycleReport, Stages, Triage, no_stages, run_cycle
+from mailtriage.pipeline import CycleOptions, CycleReport, Triage, no_stages, run_cycle
 from mailtriage.settings import ScheduleSettings, Settings
 from mailtriage.store import Store
 
@@ -47,7 +47,7 @@ class Daemon:
         options: CycleOptions,
         schedule: ScheduleSettings,
         now: Callable[[], datetime] = utcnow,
-        stages: Stages = no_stages,
+        stages: Triage = no_stages,
         jobs: Sequence[tuple[Callable[[], object], str]] = (),
     ) -> None:
         self.mailboxes = list(mailboxes)

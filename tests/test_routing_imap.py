@@ -143,7 +143,7 @@ def test_an_override_rule_beats_the_classifier_and_review_shows_it(
     assert row["reason"] == "rule 'key account' matched"
 
 
-def test_an_out_of_office_reply_and_an_unsure_message_get_no_draft(
+def test_an_out_of_office_reply_a_bounce_and_an_unsure_message_get_no_draft(
     account: Account, store: Store, seed_model: Path
 ) -> None:
     settings = settings_for(account).model_copy(

@@ -186,8 +186,10 @@ def demo(ctx: click.Context, keep: Path | None) -> None:
     console.print(table)
     for report in reports:
         console.print(_summary(report))
+    drafted = sum(1 for record in records if (record.route or {}).get("template"))
+    console.print(f"{drafted} reply drafts written to the Maildir's Drafts folder, threaded to their messages")
     if keep is not None:
-        console.print(f"Maildir and store kept in {keep}")
+        console.print(f"Maildir (drafts in {keep / 'Maildir' / '.Drafts'}) and store kept in {keep}")
 
 
 def _optional_settings(ctx: click.Context) -> Settings | None:

@@ -129,5 +129,7 @@ def test_the_demo_triages_the_sample_mail_and_prints_a_table(tmp_path: Path) -> 
     code, out, _ = invoke("demo", "--keep", str(tmp_path / "demo"))
     assert code == 0
     assert "demo: 27 new, 3 skipped, 0 failed" in out
+    drafts = list((tmp_path / "demo" / "Maildir" / ".Drafts" / "cur").iterdir())
+    assert f"{len(drafts)} reply drafts written" in out and len(drafts) >= 20
     assert "auto-reply" in out and "bounce" in out and "bulk" in out
     assert (tmp_path / "demo" / "mailtriage.db").exists()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.errors import MailboxError, NotifyError, TemplateError
@@ -55,6 +55,10 @@ class CycleOptions:
     own_addresses: frozenset[str] = frozenset()
     batch_size: int = 100
     max_per_cycle: int = 2000
+    backfill_days: float | None = None
+    """Mail that arrived this long before the mailbox's first sync is recorded but not triaged (None: all is)."""
+    skip_before: datetime | None = None
+    """Set by the cycle from ``backfill_days``."""
 
 
 @dataclass
@@ -129,6 +133,10 @@ def _intake(
     last_uid = state.last_uid if state is not None else 0
     if status.uidnext <= last_uid + 1:
         return False
+    if options.backfill_days is not None:
+        # Mail older than the backfill window before the mailbox's first sync is history, whenever it is read.
+        started = store.first_recorded(mailbox.name) or now()
+        options = replace(options, skip_before=started - timedelta(days=options.backfill_days))
     uids = mailbox.uids_above(folder, last_uid)
     if not uids:
         store.set_sync_state(mailbox.name, folder, SyncState(status.uidvalidity, status.uidnext - 1), now())
@@ -190,7 +198,8 @@ def _process(
     triaged."""
     parsed = parse_message(raw.data, internal_date=raw.internal_date, own_addresses=options.own_addresses)
     classification, decision, error = None, None, None
-    if parsed.kind is not MessageKind.CUSTOMER:
+    before_start = options.skip_before is not None and (raw.internal_date or now) < options.skip_before
+    if parsed.kind is not MessageKind.CUSTOMER or before_start:
         status = SKIPPED
     else:
         try:
@@ -219,6 +228,8 @@ def _process(
     )
     if decision is not None:
         decided = f"{decision.category} by {decision.decided_by} ({decision.reason})"
+    elif before_start:
+        decided = "skipped: it arrived before the backfill window of the mailbox's first sync"
     log.info(
         "mailbox %s: UID %s %s from %s: %s; %s%s",
         mailbox, raw.uid, parsed.message_id, parsed.sender.email if parsed.sender else "(no sender)", decided,

@@ -179,6 +179,7 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
         own_addresses=settings.own_addresses(),
         batch_size=settings.intake.batch_size,
         max_per_cycle=settings.intake.max_per_cycle,
+        backfill_days=settings.intake.backfill_days,
     )
     from mailtriage.classify import Predictor, load, load_or_build_default
     from mailtriage.training import default_sources, retrain

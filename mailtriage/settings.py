@@ -161,6 +161,7 @@ class ScheduleSettings(_Section):
 class IntakeSettings(_Section):
     batch_size: int = Field(default=100, ge=1, le=5000)
     max_per_cycle: int = Field(default=2000, ge=1)
+    backfill_days: float | None = Field(default=None, gt=0)
     own_addresses: tuple[str, ...] = ()
 
     @field_validator("own_addresses")

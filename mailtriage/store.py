@@ -350,6 +350,13 @@ class Store:
         with self._transaction() as db:
             return [_record(row) for row in db.execute(query)]
 
+    def first_recorded(self, mailbox: str) -> datetime | None:
+        """When the first message of ``mailbox`` was recorded: when mailtriage started on it."""
+        column = self.messages_table.c
+        with self._transaction() as db:
+            found = db.execute(sa.select(sa.func.min(column.recorded_at)).where(column.mailbox == mailbox)).scalar()
+        return _utc(found)
+
     def count(self, mailbox: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(self.messages_table)
         if mailbox is not None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -153,3 +153,22 @@ def test_every_recorded_message_has_an_audit_event(store: Store, status_before: 
     run_cycle(mailbox, store, now=clock)
     recorded = [e for e in store.audit_events() if e.action == "recorded"]
     assert sorted(e.message for e in recorded) == [r.id for r in store.messages()]
+
+
+def test_history_older_than_the_backfill_window_of_the_first_sync_is_recorded_but_not_triaged(store: Store) -> None:
+    mailbox = MemoryMailbox()
+    for n, age in enumerate([30, 20, 1]):
+        mailbox.append("INBOX", customer_mail(n), internal_date=NOW - timedelta(days=age))
+    options = CycleOptions(backfill_days=7, max_per_cycle=1)
+    triage = Triage(classify=lambda parsed: Classification("billing", "billing", 0.9, "en", "m"))
+    reports = [run_cycle(mailbox, store, now=clock, options=options, stages=triage) for _ in range(3)]
+    assert [(r.new, r.skipped) for r in reports] == [(0, 1), (0, 1), (1, 0)]
+    assert [(r.status, r.category) for r in store.messages()] == [
+        ("skipped", None),
+        ("skipped", None),
+        ("classified", "billing"),
+    ]
+    # Weeks later, after an outage: mail that arrived after the first sync is triaged, however old it is now.
+    mailbox.append("INBOX", customer_mail(9), internal_date=NOW + timedelta(days=2))
+    later = run_cycle(mailbox, store, now=lambda: NOW + timedelta(days=60), options=options, stages=triage)
+    assert later.new == 1

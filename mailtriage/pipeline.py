@@ -285,6 +285,39 @@ def scan_corrections(
             store.set_sync_state(mailbox.name, folder, SyncState(status.uidvalidity, batch[-1].uid), now())
 
 
+def scan_keyword_corrections(
+    mailbox: Mailbox, store: Store, keywords: Mapping[str, str], now: datetime, window: timedelta
+) -> int:
+    """Look at the category keywords of the messages categorized within ``window``: one whose keywords now name
+    exactly one other category than its own (an agent changed them) is a correction. Returns how many were found.
+
+    It reads the flags of recent messages only, so it costs what the recent mail is, never the whole mailbox; the
+    daemon runs it on a schedule of its own, apart from the poll.
+    """
+    records = store.categorized_since(mailbox.name, now - window)
+    by_folder: dict[str, list[MessageRecord]] = {}
+    for record in records:
+        by_folder.setdefault(record.folder, []).append(record)
+    found = 0
+    for folder, mine in by_folder.items():
+        try:
+            flags = mailbox.flags(folder, [r.uid for r in mine])
+        except MailboxError as exc:
+            if exc.retryable:
+                raise
+            continue  # the folder is gone
+        for record in mine:
+            named = {keywords[flag] for flag in flags.get(record.uid, ()) if flag in keywords}
+            current = record.corrected or record.category
+            if named and current not in named and len(named) == 1:
+                (category,) = named
+                store.recategorize(record, category, how="keyword", now=now)
+                log.info("mailbox %s: %s given the keyword of %s by an agent (was %s): recorded as a correction",
+                         mailbox.name, record.message_id, category, current)  # fmt: skip
+                found += 1
+    return found
+
+
 # --- changes on the server ---------------------------------------------------------------------------------------
 
 

@@ -15,13 +15,15 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
 from mailtriage.mailbox import Mailbox, open_mailbox
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.models import Classification, ParsedEmail
-from mailtriage.pipeline import CycleOptions, CycleReport, Triage, no_stages, run_cycle
+from mailtriage.pipeline import CycleOptions, CycleReport, Triage, no_stages, run_cycle, scan_keyword_corrections
 from mailtriage.settings import ScheduleSettings, Settings
 from mailtriage.store import Store
 
@@ -48,7 +50,7 @@ class Daemon:
         schedule: ScheduleSettings,
         now: Callable[[], datetime] = utcnow,
         stages: Triage = no_stages,
-        jobs: Sequence[tuple[Callable[[], object], str]] = (),
+        jobs: Sequence[tuple[Callable[[], object], BaseTrigger]] = (),
     ) -> None:
         self.mailboxes = list(mailboxes)
         self.store = store
@@ -57,7 +59,7 @@ class Daemon:
         self.now = now
         self.stages = stages
         self.jobs = list(jobs)
-        """Further scheduled work: (function, crontab expression)."""
+        """Further scheduled work: (function, when)."""
         self.stop = threading.Event()
         self._failures = {mailbox.name: 0 for mailbox in self.mailboxes}
 
@@ -109,8 +111,8 @@ class Daemon:
                     self._scheduled_cycle, "interval", args=[mailbox, scheduler], id=mailbox.name,
                     seconds=self.schedule.poll_interval, next_run_time=datetime.now(UTC), misfire_grace_time=None,
                 )  # fmt: skip
-            for function, crontab in self.jobs:
-                scheduler.add_job(function, CronTrigger.from_crontab(crontab, timezone=UTC))
+            for function, trigger in self.jobs:
+                scheduler.add_job(function, trigger)
             scheduler.start()
             if self.schedule.idle:
                 for mailbox in self.mailboxes:
@@ -195,7 +197,21 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
         if retrain(settings.classifier.model, examples, sources, live.get("macro_f1")):
             predictor.classifier = load(settings.classifier.model, settings.category_names())
 
-    jobs = [(scheduled_retrain, settings.classifier.retrain)] if settings.classifier.retrain else []
+    jobs: list[tuple[Callable[[], object], BaseTrigger]] = []
+    if settings.classifier.retrain:
+        jobs.append((scheduled_retrain, CronTrigger.from_crontab(settings.classifier.retrain, timezone=UTC)))
+    keywords = {keyword: c.name for c in settings.categories for keyword in c.keywords}
+    if keywords:
+        window = timedelta(days=settings.schedule.corrections_window_days)
+
+        def keyword_corrections() -> None:
+            for mailbox in mailboxes:
+                try:
+                    scan_keyword_corrections(mailbox, store, keywords, datetime.now(UTC), window)
+                except MailboxError as exc:
+                    log.warning("%s; keyword corrections will be read at the next sweep", exc)
+
+        jobs.append((keyword_corrections, IntervalTrigger(seconds=settings.schedule.corrections_interval)))
     return Daemon(mailboxes, store, options, settings.schedule, now, triage_from_settings(settings, predictor), jobs)
 
 

@@ -156,6 +156,8 @@ class ScheduleSettings(_Section):
     idle_timeout: float = Field(default=1500.0, gt=0, le=1740, description="seconds before IDLE is re-issued")
     backoff_initial: float = Field(default=5.0, gt=0)
     backoff_max: float = Field(default=300.0, gt=0)
+    corrections_interval: float = Field(default=600.0, gt=0)
+    corrections_window_days: float = Field(default=14.0, gt=0)
 
 
 class IntakeSettings(_Section):

@@ -350,6 +350,24 @@ class Store:
         with self._transaction() as db:
             return [_record(row) for row in db.execute(query)]
 
+    def categorized_since(self, mailbox: str, since: datetime) -> list[MessageRecord]:
+        """Messages of ``mailbox`` recorded since ``since`` that have a category: what an agent may still re-file."""
+        column = self.messages_table.c
+        query = sa.select(self.messages_table).where(
+            column.mailbox == mailbox, column.category.is_not(None), column.recorded_at >= _naive(since)
+        )
+        with self._transaction() as db:
+            return [_record(row) for row in db.execute(query.order_by(column.id))]
+
+    def recategorize(self, record: MessageRecord, category: str, *, how: str, now: datetime) -> None:
+        """Record that an agent gave a message ``category`` (``how``: by keyword), with an audit event."""
+        with self._transaction() as db:
+            db.execute(
+                self.messages_table.update().where(self.messages_table.c.id == record.id).values(corrected=category)
+            )
+            was = record.corrected or record.category
+            self._audit(db, record.mailbox, record.id, "corrected", {"from": was, "to": category, "by": how}, now)
+
     def first_recorded(self, mailbox: str) -> datetime | None:
         """When the first message of ``mailbox`` was recorded: when mailtriage started on it."""
         column = self.messages_table.c

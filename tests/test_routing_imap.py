@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,7 +19,7 @@ from mailtriage import classify
 from mailtriage.cli import main
 from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.mailbox.imap import ImapMailbox
-from mailtriage.pipeline import NEEDS_HUMAN, PENDING, ROUTED, run_cycle
+from mailtriage.pipeline import NEEDS_HUMAN, PENDING, ROUTED, run_cycle, scan_keyword_corrections
 from mailtriage.scheduler import triage_from_settings
 from mailtriage.settings import (
     DEFAULT_CATEGORIES,
@@ -274,3 +274,26 @@ def test_a_categorys_team_is_notified_once_through_smtp(account: Account, store:
     assert notification["To"] == "returns-team@example.com" and "return-refund" in notification["Subject"]
     assert notification["Auto-Submitted"] == "auto-generated"
     assert [e.action for e in store.audit_events()].count("notified") == 1
+
+
+def test_an_agents_change_of_category_keyword_is_a_correction(account: Account, store: Store, seed_model: Path) -> None:
+    settings = settings_for(account).model_copy(update={"categories": tuple(
+        c.model_copy(update={"keywords": (f"${c.name}",)}) for c in DEFAULT_CATEGORIES
+    )})  # fmt: skip
+    account.append_many([FRENCH_RETURN])
+    cycle(account, store, seed_model, settings)
+    client = account.client()
+    client.select_folder("INBOX")
+    client.remove_flags(client.search(["ALL"]), ["$return-refund"])
+    client.add_flags(client.search(["ALL"]), ["$billing"])  # what an agent does in their mail client
+    client.logout()
+    keywords = {f"${c.name}": c.name for c in DEFAULT_CATEGORIES}
+    mailbox = ImapMailbox(account.settings())
+    assert scan_keyword_corrections(mailbox, store, keywords, now(), timedelta(days=14)) == 1
+    assert scan_keyword_corrections(mailbox, store, keywords, now(), timedelta(days=14)) == 0
+    [record] = store.messages()
+    assert (record.category, record.corrected) == ("return-refund", "billing")
+    assert [e.detail for e in store.audit_events() if e.action == "corrected"] == [
+        {"from": "return-refund", "to": "billing", "by": "keyword"}
+    ]
+    assert [e.label for e in store_examples(store, fallback="needs-triage")] == ["billing"]

@@ -31,6 +31,10 @@ class Mailbox(Protocol):
         """Let go of connections and files; the mailbox may be used again afterwards (it reconnects)."""
         ...
 
+    def flags(self, folder: str, uids: Sequence[int]) -> dict[int, frozenset[str]]:
+        """The flags and keywords of these messages (those no longer there are left out)."""
+        ...
+
     # Changes, each safe to repeat: the pipeline records before and after every one of them.
 
     def special_folder(self, role: str) -> str | None:

@@ -177,6 +177,14 @@ class ImapMailbox:
                     internal_date=_aware(item.get(b"INTERNALDATE")),
                 )
 
+    def flags(self, folder: str, uids: Sequence[int]) -> dict[int, frozenset[str]]:
+        if not uids:
+            return {}
+        with self._session() as client:
+            self._opened(client, self._server_name(client, folder))
+            found = client.get_flags(list(uids))
+        return {uid: frozenset(_text(f) for f in flags) for uid, flags in found.items()}
+
     def append(self, folder: str, data: bytes, flags: Sequence[str] = ()) -> None:
         with self._session() as client:
             client.append(self._server_name(client, folder), data, flags=tuple(flags))

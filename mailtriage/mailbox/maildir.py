@@ -110,6 +110,15 @@ class MaildirMailbox:
         except mailbox.NoSuchMailboxError:
             return root.add_folder(folder)
 
+    def flags(self, folder: str, uids: Sequence[int]) -> dict[int, frozenset[str]]:
+        box, uid_map = self._refresh(folder)
+        keys = {uid: key for key, uid in uid_map.uids.items()}
+        found = {}
+        for uid in uids:
+            if uid in keys:
+                found[uid] = frozenset(_FLAGS[f] for f in box.get_message(keys[uid]).get_flags() if f in _FLAGS)
+        return found
+
     def append(self, folder: str, data: bytes, flags: Sequence[str] = ()) -> None:
         message = mailbox.MaildirMessage(data)
         message.set_subdir("cur")

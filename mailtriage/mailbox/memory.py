@@ -45,9 +45,6 @@ class MemoryMailbox:
         old = [box.messages[uid] for uid in sorted(box.messages)]
         self._folders[folder] = _Folder(uidvalidity, len(old) + 1, {i + 1: m for i, m in enumerate(old)})
 
-    def flags(self, folder: str, uid: int) -> frozenset[str]:
-        return self._folders[folder].messages[uid][1]
-
     def status(self, folder: str) -> FolderStatus:
         if folder not in self._folders:
             raise MailboxError(self.name, f"no folder {folder!r}", retryable=False)
@@ -81,6 +78,15 @@ class MemoryMailbox:
             if any(value in str(v) for v in parsed.get_all(header) or []):
                 found.append(uid)
         return found
+
+    def flags(self, folder: str, uids: Sequence[int]) -> dict[int, frozenset[str]]:
+        box = self._folders.get(folder)
+        return {} if box is None else {uid: box.messages[uid][1] for uid in uids if uid in box.messages}
+
+    def set_flags(self, folder: str, uid: int, flags: Iterable[str]) -> None:
+        """Replace a message's flags, as an agent's mail client does."""
+        data, _old, date = self._folders[folder].messages[uid]
+        self._folders[folder].messages[uid] = (data, frozenset(flags), date)
 
     def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
         data, old, date = self._folders[folder].messages[uid]

@@ -19,11 +19,12 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from mailtriage.corrections import scan_keyword_corrections
 from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
 from mailtriage.mailbox import Mailbox, open_mailbox
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.models import Classification, ParsedEmail
-from mailtriage.pipeline import CycleOptions, CycleReport, Triage, no_stages, run_cycle, scan_keyword_corrections
+from mailtriage.pipeline import CycleOptions, CycleReport, Triage, no_stages, run_cycle
 from mailtriage.settings import ScheduleSettings, Settings
 from mailtriage.store import Store
 

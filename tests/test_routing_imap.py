@@ -17,9 +17,10 @@ from click.testing import CliRunner
 
 from mailtriage import classify
 from mailtriage.cli import main
+from mailtriage.corrections import scan_keyword_corrections
 from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.mailbox.imap import ImapMailbox
-from mailtriage.pipeline import NEEDS_HUMAN, PENDING, ROUTED, run_cycle, scan_keyword_corrections
+from mailtriage.pipeline import NEEDS_HUMAN, PENDING, ROUTED, run_cycle
 from mailtriage.scheduler import triage_from_settings
 from mailtriage.settings import (
     DEFAULT_CATEGORIES,

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailtriage.compliance import CLASSES, load_policy, phrase_classes
+from mailtriage.errors import ConfigError
+from mailtriage.settings import DEFAULT_CATEGORIES
+from mailtriage.templates import Templates
+
+POLICY = load_policy(Path(__file__).parent.parent / "templates" / "policy.toml")
+
+CAUGHT = [
+    # class, language, a sentence our template must not contain
+    ("guarantee", "en", "We guarantee the kettle works."),
+    ("guarantee", "fr", "Nous garantissons le bon fonctionnement."),
+    ("guarantee", "de", "Wir garantieren die Reparatur."),
+    ("promise", "en", "We will refund the full amount."),
+    ("promise", "fr", "Nous vous rembourserons intégralement."),
+    ("promise", "de", "Wir erstatten den Betrag."),
+    ("liability", "en", "This was our mistake."),
+    ("liability", "fr", "C'est notre erreur, désolés."),
+    ("liability", "de", "Das war unser Fehler."),
+    ("deadline", "en", "You will hear from us within 3 days."),
+    ("deadline", "fr", "Nous reviendrons vers vous sous 48 heures."),
+    ("deadline", "de", "Wir melden uns innerhalb von 2 Tagen."),
+    ("legal", "en", "We accept liability for the damage."),
+    ("legal", "fr", "Notre RESPONSABILITE est engagée."),
+    ("legal", "de", "Die Haftung liegt bei uns."),
+    ("absolute", "en", "This never happens."),
+    ("absolute", "fr", "Nous traitons cela immédiatement."),
+    ("absolute", "de", "Wir kümmern uns sofort darum."),
+]
+
+
+@pytest.mark.parametrize("kind,language,text", CAUGHT)
+def test_the_lint_catches_each_class_of_binding_wording_in_each_language(kind: str, language: str, text: str) -> None:
+    assert kind in {finding.kind for finding in POLICY.lint(text, language)}
+
+
+NEAR_MISSES = [
+    # language, text, the customer's own words in it (masked before the lint)
+    ("en", "Thank you for your message about your guarantee question.", ["your guarantee question"]),
+    ("en", "Thank you for your message about Warranty claim for kettle.", ["Warranty claim for kettle"]),
+    ("fr", "Merci pour votre message « Remboursement garanti ? ».", ["Remboursement garanti ?"]),
+    ("de", "Danke für Ihre Nachricht zu „Garantie abgelaufen?“.", ["Garantie abgelaufen?"]),
+    ("en", "Nevertheless, our team will look into it.", []),
+    ("fr", "Notre équipe va examiner votre demande et reviendra vers vous.", []),
+    ("de", "Unser Team wird Ihr Anliegen prüfen und sich bei Ihnen melden.", []),
+]
+
+
+@pytest.mark.parametrize("language,text,customer", NEAR_MISSES)
+def test_near_misses_and_the_customers_own_words_are_not_flagged(language: str, text: str, customer: list[str]) -> None:
+    assert POLICY.lint(text, language, customer=customer) == []
+
+
+def test_matching_ignores_case_and_accents_and_takes_whole_words_only() -> None:
+    assert POLICY.lint("responsabilite", "fr") and POLICY.lint("Responsabilité", "fr")
+    assert POLICY.lint("ALWAYS", "en") and not POLICY.lint("hallways", "en")
+
+
+def test_a_phrase_can_be_allowed_in_one_template_with_a_justification(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[[phrases]]\nclass = "legal"\nlanguage = "en"\npattern = "statutory"\nreason = "legal"\n'
+        '[[allow]]\ntemplate = "return-refund/en"\nphrase = "statutory"\n'
+        'justification = "the statutory withdrawal period is a fact, approved by legal on 2026-11-20"\n'
+    )
+    loaded = load_policy(policy)
+    assert loaded.lint("Your statutory right.", "en", template="return-refund/en") == []
+    assert [f.kind for f in loaded.lint("Your statutory right.", "en", template="billing/en")] == ["legal"]
+
+
+def test_replies_longer_than_the_limits_are_flagged() -> None:
+    long = " ".join(["Thank you for your message."] * 30)
+    assert {f.text for f in POLICY.lint(long, "en") if f.kind == "length"} == {"150 words", "30 sentences"}
+
+
+def test_the_default_policy_covers_every_class_in_english_french_and_german() -> None:
+    assert phrase_classes(POLICY, ["en", "fr", "de"]) == {language: set(CLASSES) for language in ("en", "fr", "de")}
+
+
+def test_a_broken_policy_entry_is_one_clear_error(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[phrases]]\nclass = "rude"\npattern = "x"\n')
+    with pytest.raises(ConfigError, match=r"phrases\[0\].class = 'rude': expected one of guarantee"):
+        load_policy(policy)
+
+
+@pytest.mark.parametrize("language", ["en", "fr", "de"])
+def test_every_shipped_template_passes_the_lint_in_every_language(language: str) -> None:
+    templates = Templates(Path(__file__).parent.parent / "templates", "en")
+    customer = {"greeting_name": "Renée Lefèvre", "subject": "Garantie ? Warranty!", "references": ["A-10234"]}
+    for category in DEFAULT_CATEGORIES:
+        text, _ = templates.render(category.name, language, {**customer, "signature": "Support", "due": "Tue"})
+        words = [customer["greeting_name"], customer["subject"], *customer["references"]]
+        findings = POLICY.lint(text, language, template=f"{category.name}/{language}", customer=words)
+        assert findings == [], (category.name, [str(f) for f in findings])

@@ -7,14 +7,18 @@ our commitment, and is masked before the lint runs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from mailtriage.errors import ConfigError
+from mailtriage.errors import ConfigError, TemplateError
 
 CLASSES = ("guarantee", "promise", "liability", "deadline", "legal", "absolute")
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
@@ -129,3 +133,109 @@ def _phrase(source: str, index: int, entry: dict[str, object]) -> Phrase:
 def phrase_classes(policy: Policy, languages: Sequence[str]) -> dict[str, set[str]]:
     """Which classes of phrases the policy covers per language (for a check that none is missing)."""
     return {language: {p.kind for p in policy.phrases if p.language in ("*", language)} for language in languages}
+
+
+# --- approvals -------------------------------------------------------------------------------------------------
+
+MANIFEST = "approvals.json"
+NEUTRAL = {"greeting_name": "", "subject": "", "references": [], "signature": "", "due": ""}
+"""Placeholders for the customer's values and the team's: what remains is the template's own text."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    sha256: str
+    approved_by: str
+    approved_at: str
+    note: str
+
+
+def content_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_approvals(folder: Path) -> dict[str, Approval]:
+    """The approvals manifest beside the templates: template ('category/language') -> its approval."""
+    path = folder / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {name: Approval(**entry) for name, entry in data.items()}
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(str(path), "(file)", str(path), f"the approvals manifest as JSON ({exc})") from None
+
+
+def write_approvals(folder: Path, approvals: dict[str, Approval]) -> None:
+    data = {name: asdict(approval) for name, approval in sorted(approvals.items())}
+    (folder / MANIFEST).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def approval_problem(folder: Path, name: str, approvals: dict[str, Approval]) -> str | None:
+    """Why template ``name`` ('category/language') may not draft, or None when its current text is approved."""
+    approval = approvals.get(name)
+    if approval is None:
+        return f"template {name} is not approved (mailtriage templates approve {name} --by NAME)"
+    if content_hash(folder / f"{name}.txt.j2") != approval.sha256:
+        return f"template {name} changed since {approval.approved_by} approved it on {approval.approved_at[:10]}"
+    return None
+
+
+def template_names(folder: Path) -> list[str]:
+    """Every template under ``folder``, as 'category/language'."""
+    return sorted(str(p.relative_to(folder)).removesuffix(".txt.j2") for p in folder.glob("*/*.txt.j2"))
+
+
+def approve(folder: Path, name: str, by: str, note: str, policy: Policy, now: datetime) -> Approval:
+    """Record the approval of template ``name`` as it is now.
+
+    Raises:
+        TemplateError: the template is missing or its text fails the lint (the findings are listed).
+    """
+    path = folder / f"{name}.txt.j2"
+    if not path.is_file():
+        raise TemplateError(name, f"no such template: {path}")
+    findings = source_findings(folder, name, policy)
+    if findings:
+        raise TemplateError(name, "refused, it fails the lint: " + "; ".join(str(f) for f in findings))
+    approvals = read_approvals(folder)
+    approvals[name] = Approval(content_hash(path), by, now.isoformat(timespec="seconds"), note)
+    write_approvals(folder, approvals)
+    return approvals[name]
+
+
+def source_findings(folder: Path, name: str, policy: Policy) -> list[Finding]:
+    """The lint of a template's own text: rendered with neutral placeholders for what is not its own."""
+    from mailtriage.templates import Templates
+
+    category, _, language = name.partition("/")
+    text, _ = Templates(folder, language).render(category, language, NEUTRAL)
+    return policy.lint(text, language, template=name)
+
+
+SAMPLE = {
+    "greeting_name": "Renée Lefèvre",
+    "subject": "Commande A-10234",
+    "references": ["A-10234"],
+    "signature": "Kind regards,\nThe support team",
+    "due": "2026-11-24 14:00",
+}
+
+
+def template_report(folder: Path, name: str, policy: Policy, approvals: dict[str, Approval]) -> dict[str, Any]:
+    """What compliance reads of a template: its text, the variables it uses, a sample rendering, its state."""
+    import jinja2
+    from jinja2 import meta
+
+    from mailtriage.templates import Templates
+
+    source = (folder / f"{name}.txt.j2").read_text(encoding="utf-8")
+    variables = sorted(meta.find_undeclared_variables(jinja2.Environment().parse(source)))
+    category, _, language = name.partition("/")
+    sample, _ = Templates(folder, language).render(category, language, SAMPLE)
+    findings = source_findings(folder, name, policy)
+    problem = approval_problem(folder, name, approvals)
+    state = "; ".join([*(str(f) for f in findings), *([problem] if problem else [])]) or (
+        f"approved by {approvals[name].approved_by} on {approvals[name].approved_at[:10]}"
+    )
+    return {"name": name, "state": state, "variables": variables, "source": source, "sample": sample}

@@ -19,8 +19,6 @@ from mailtriage.settings import (
 from mailtriage.store import MessageRecord
 
 SUPPORT_ADDRESS = "support@shop.example.com"
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-"""The default reply templates, at the top of the source tree (the demo runs from a checkout)."""
 
 
 def sample_mail() -> list[bytes]:
@@ -45,7 +43,7 @@ def demo_settings(workdir: Path) -> Settings:
         store=StoreSettings(url=f"sqlite:///{workdir / 'mailtriage.db'}"),
         intake=IntakeSettings(own_addresses=(SUPPORT_ADDRESS,)),
         classifier=ClassifierSettings(model=workdir / "models" / "default.skops"),
-        drafts=DraftSettings(from_address=f"Support <{SUPPORT_ADDRESS}>", templates=TEMPLATES),
+        drafts=DraftSettings(from_address=f"Support <{SUPPORT_ADDRESS}>"),
     )
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import policy
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
+from mailtriage.compliance import Policy, approval_problem, read_approvals
+from mailtriage.errors import TemplateError
 from mailtriage.models import Address, ParsedEmail
 from mailtriage.templates import Templates
 
@@ -86,8 +89,20 @@ def build_reply(parsed: ParsedEmail, body: str, language: str, *, from_address: 
     return message.as_bytes()
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A reply draft and the approved template text that produced it (for the audit log)."""
+
+    data: bytes
+    template: str
+    sha256: str
+    approved_by: str
+    approved_at: str
+
+
 class Drafter:
-    """Renders a message's reply template in its language and builds the threaded draft."""
+    """Renders a message's reply template in its language and builds the threaded draft; drafts only from
+    templates approved as they are now, and only text that passes the binding-language lint."""
 
     def __init__(
         self,
@@ -96,16 +111,25 @@ class Drafter:
         from_address: str,
         signature: str,
         reference_patterns: Sequence[str],
+        policy: Policy,
         target: timedelta = timedelta(hours=24),
     ) -> None:
         self.templates = templates
+        self.policy = policy
         self.from_address = from_address
         self.signature = signature
         self.reference_patterns = reference_patterns
         self.target = target
 
-    def __call__(self, parsed: ParsedEmail, template: str, language: str, now: datetime) -> bytes:
-        """The draft's bytes. Raises TemplateError when the template is missing or fails to render."""
+    def __call__(self, parsed: ParsedEmail, template: str, language: str, now: datetime) -> Draft:
+        """The draft. Raises TemplateError when the template is missing, unapproved, changed since its approval,
+        fails to render, or renders text the lint refuses."""
+        relative, used = self.templates.path(template, language)
+        name = relative.removesuffix(".txt.j2")
+        approvals = read_approvals(self.templates.folder)
+        problem = approval_problem(self.templates.folder, name, approvals)
+        if problem is not None:
+            raise TemplateError(name, problem)
         context = {
             "greeting_name": greeting_name(parsed.sender),
             "subject": parsed.subject,
@@ -114,4 +138,10 @@ class Drafter:
             "due": due(parsed, now, self.target).strftime("%Y-%m-%d %H:%M %Z").strip(),
         }
         body, used = self.templates.render(template, language, context)
-        return build_reply(parsed, body, used, from_address=self.from_address, now=now)
+        customer = [context["greeting_name"], parsed.subject, *context["references"]]
+        findings = self.policy.lint(body, used, template=name, customer=[str(c) for c in customer])
+        if findings:
+            raise TemplateError(name, "the draft fails the lint: " + "; ".join(str(f) for f in findings))
+        approval = approvals[name]
+        data = build_reply(parsed, body, used, from_address=self.from_address, now=now)
+        return Draft(data, name, approval.sha256, approval.approved_by, approval.approved_at)

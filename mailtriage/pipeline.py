@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from mailtriage.corrections import scan_corrections
-from mailtriage.draft import ANSWERS_HEADER
+from mailtriage.draft import ANSWERS_HEADER, Draft
 from mailtriage.errors import MailboxError, NotifyError, TemplateError
 from mailtriage.mailbox import Mailbox
 from mailtriage.models import Classification, MessageKind, ParsedEmail, RawMessage, RouteDecision
@@ -43,8 +43,8 @@ class Triage:
 
     classify: Callable[[ParsedEmail], Classification | None] = _no_classification
     route: Callable[[ParsedEmail, Classification], RouteDecision] | None = None
-    draft: Callable[[ParsedEmail, str, str, datetime], bytes] | None = None
-    """(message, template, language, now) -> the draft's bytes; raises TemplateError."""
+    draft: Callable[[ParsedEmail, str, str, datetime], Draft] | None = None
+    """(message, template, language, now) -> the draft; raises TemplateError."""
     notify: Callable[[str, str, str, datetime], None] | None = None
     """(to, subject, body, now): tell a team about a message; raises NotifyError."""
     category_folders: Mapping[str, str] = field(default_factory=dict)
@@ -308,10 +308,11 @@ def _apply(
         if mailbox.find(drafts, ANSWERS_HEADER, record.message_id):
             store.audit(record.mailbox, "draft-exists", {"folder": drafts}, now=now, message=record.id)
         else:
-            data = stages.draft(message, decision.template, record.language or "unknown", now)
-            mailbox.append(drafts, data, DRAFT_FLAGS)
-            store.audit(record.mailbox, "draft-appended", {"folder": drafts, "template": decision.template},
-                        now=now, message=record.id)  # fmt: skip
+            draft = stages.draft(message, decision.template, record.language or "unknown", now)
+            mailbox.append(drafts, draft.data, DRAFT_FLAGS)
+            provenance = {"folder": drafts, "template": draft.template, "sha256": draft.sha256,
+                          "approved_by": draft.approved_by, "approved_at": draft.approved_at}  # fmt: skip
+            store.audit(record.mailbox, "draft-appended", provenance, now=now, message=record.id)
     flags = [*decision.keywords, *(["\\Flagged"] if decision.flag else [])]
     if flags:
         mailbox.add_flags(record.folder, record.uid, flags)

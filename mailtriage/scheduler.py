@@ -218,6 +218,7 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
 
 def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], Classification]) -> Triage:
     """Classification, then the configured routing and drafts."""
+    from mailtriage.compliance import load_policy
     from mailtriage.draft import Drafter
     from mailtriage.notify import Notifier
     from mailtriage.route import route
@@ -230,6 +231,7 @@ def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], C
         from_address=drafts.from_address,
         signature=drafts.signature,
         reference_patterns=drafts.reference_patterns,
+        policy=load_policy(drafts.templates / "policy.toml"),
     )
     return Triage(
         classify=classify,

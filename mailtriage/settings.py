@@ -263,12 +263,16 @@ class SmtpSettings(_Section):
         return {Security.TLS: 465, Security.STARTTLS: 587, Security.NONE: 25}[self.security]
 
 
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+"""The default templates, policy and approvals, at the top of the source tree."""
+
+
 class DraftSettings(_Section):
     """How reply drafts are written."""
 
     from_address: str = "support@example.com"
     signature: str = "Kind regards,\nThe support team"
-    templates: Path = Path("templates")
+    templates: Path = SHIPPED_TEMPLATES
     fallback_language: str = "en"
     reference_patterns: tuple[str, ...] = (r"\b[A-Z]{1,3}-\d{3,}(?:-\d+)*\b", r"#\d{4,}\b")
 

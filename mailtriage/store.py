@@ -396,6 +396,13 @@ class Store:
         values = {"at": _naive(now), "mailbox": mailbox, "message": message, "action": action, "detail": detail}
         db.execute(self._insert_audit, values)
 
+    def events(self, message: int, action: str) -> list[AuditEvent]:
+        column = self.audit_table.c
+        query = sa.select(self.audit_table).where(column.message == message, column.action == action)
+        with self._transaction() as db:
+            rows = db.execute(query.order_by(column.id))
+            return [AuditEvent(_utc(r.at) or r.at, r.mailbox, r.message, r.action, _json(r.detail)) for r in rows]
+
     def has_event(self, message: int, action: str) -> bool:
         column = self.audit_table.c
         query = sa.select(column.id).where(column.message == message, column.action == action).limit(1)

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import shutil
+from html import escape
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from mailtriage.compliance import CLASSES, load_policy, phrase_classes
+from mailtriage.cli import main
+from mailtriage.compliance import CLASSES, load_policy, phrase_classes, template_names
 from mailtriage.errors import ConfigError
 from mailtriage.settings import DEFAULT_CATEGORIES
 from mailtriage.templates import Templates
@@ -98,3 +102,36 @@ def test_every_shipped_template_passes_the_lint_in_every_language(language: str)
         words = [customer["greeting_name"], customer["subject"], *customer["references"]]
         findings = POLICY.lint(text, language, template=f"{category.name}/{language}", customer=words)
         assert findings == [], (category.name, [str(f) for f in findings])
+
+
+def copy_templates(tmp_path: Path) -> Path:
+    folder = tmp_path / "templates"
+    shutil.copytree(Path(__file__).parent.parent / "templates", folder)
+    return folder
+
+
+def run(folder: Path, tmp_path: Path, *args: str) -> object:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[mailboxes]]\nname = "x"\nmaildir = "{tmp_path}"\n[drafts]\ntemplates = "{folder}"\n')
+    return CliRunner().invoke(main, ["--config", str(config), "templates", *args])
+
+
+def test_approving_a_template_that_fails_the_lint_is_refused_with_the_findings(tmp_path: Path) -> None:
+    folder = copy_templates(tmp_path)
+    (folder / "billing" / "en.txt.j2").write_text("Hello,\nWe will refund you within 3 days, we guarantee it.\n")
+    result = run(folder, tmp_path, "approve", "billing/en", "--by", "A. Martin")
+    assert result.exit_code != 0
+    for kind in ("promise", "deadline", "guarantee"):
+        assert kind in result.stderr
+    assert run(folder, tmp_path, "check").exit_code == 1
+
+
+def test_templates_show_html_writes_a_page_with_every_templates_text(tmp_path: Path) -> None:
+    folder = copy_templates(tmp_path)
+    page = tmp_path / "review.html"
+    assert run(folder, tmp_path, "show", "--html", str(page)).exit_code == 0
+    html = page.read_text()
+    for name in template_names(folder):
+        source = (folder / f"{name}.txt.j2").read_text()
+        assert escape(name) in html and escape(source.splitlines()[-1]) in html
+    assert html.count("<section>") == len(template_names(folder)) == 24

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import json
 import logging
+import shutil
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 
 from mailtriage import classify
 from mailtriage.cli import main
+from mailtriage.compliance import Approval, content_hash, template_names, write_approvals
 from mailtriage.corrections import scan_keyword_corrections
 from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.mailbox.imap import ImapMailbox
@@ -163,9 +165,15 @@ def test_a_template_with_an_undefined_variable_leaves_that_message_flagged_in_th
     account: Account, store: Store, seed_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     broken = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, broken)
     for category in DEFAULT_CATEGORIES:
-        (broken / category.name).mkdir(parents=True)
-        (broken / category.name / "en.txt.j2").write_text("Hello {{ customer_nmae }}")
+        for language in ("en", "fr", "de"):
+            (broken / category.name / f"{language}.txt.j2").write_text("Hello {{ customer_nmae }}")
+    approved = {  # approved as they are, so that the render itself is what fails
+        name: Approval(content_hash(broken / f"{name}.txt.j2"), "test", "2026-11-23", "")
+        for name in template_names(broken)
+    }
+    write_approvals(broken, approved)
     account.append_many([FRENCH_RETURN])
     with caplog.at_level(logging.WARNING):
         cycle(account, store, seed_model, settings_for(account, templates=broken))
@@ -298,3 +306,35 @@ def test_an_agents_change_of_category_keyword_is_a_correction(account: Account, 
         {"from": "return-refund", "to": "billing", "by": "keyword"}
     ]
     assert [e.label for e in store_examples(store, fallback="needs-triage")] == ["billing"]
+
+
+def test_an_edited_template_stops_drafting_and_fails_the_check_until_it_is_approved_again(
+    account: Account, store: Store, seed_model: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, folder)
+    french = folder / "return-refund" / "fr.txt.j2"
+    french.write_text(french.read_text().replace("Bonjour", "Bonjour!", 1))  # one character
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[mailboxes]]\nname = "x"\nmaildir = "{tmp_path}"\n[drafts]\ntemplates = "{folder}"\n')
+    check = CliRunner().invoke(main, ["--config", str(config), "templates", "check"])
+    assert check.exit_code == 1 and "FAIL return-refund/fr: template return-refund/fr changed since" in check.stdout
+    settings = settings_for(account, templates=folder)
+    account.append_many([FRENCH_RETURN])
+    cycle(account, store, seed_model, settings)
+    assert folder_messages(account, "Drafts") == []
+    [record] = store.messages()
+    assert record.status == NEEDS_HUMAN and "changed since" in (record.error or "")
+    approve = ["--config", str(config), "templates", "approve", "return-refund/fr", "--by", "A. Martin"]
+    assert CliRunner().invoke(main, approve).exit_code == 0
+    assert CliRunner().invoke(main, ["--config", str(config), "templates", "check"]).exit_code == 0
+    account.append_many([FRENCH_RETURN.replace(b"retour-1@", b"retour-2@")])
+    cycle(account, store, seed_model, settings)
+    [(draft, _)] = folder_messages(account, "Drafts")
+    assert draft["In-Reply-To"] == "<retour-2@example.org>"
+    with_store = config.read_text() + f'[store]\nurl = "sqlite:///{store.engine.url.database}"\n'
+    config.write_text(with_store)
+    rows = json.loads(CliRunner().invoke(main, ["--config", str(config), "review", "--json"]).stdout)
+    [provenance] = [draft for row in rows for draft in row["drafts"]]
+    assert provenance["template"] == "return-refund/fr" and provenance["approved_by"] == "A. Martin"
+    assert provenance["sha256"] == content_hash(french)

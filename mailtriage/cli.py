@@ -106,6 +106,8 @@ def config_check(ctx: click.Context, file: Path | None) -> None:
     """
     path = find_config(file or ctx.obj["config"])
     settings = load_settings(path)
+    for warning in template_warnings(settings):
+        click.echo(f"mailtriage: warning: {warning}", err=True)
     click.echo(f"# {path}: OK")
     click.echo(json.dumps(masked(settings), indent=2, ensure_ascii=False))
 
@@ -127,7 +129,10 @@ def run(ctx: click.Context, once: bool, as_json: bool) -> None:
     """
     from mailtriage.scheduler import daemon_from_settings
 
-    daemon = daemon_from_settings(_settings(ctx))
+    settings = _settings(ctx)
+    for warning in template_warnings(settings):
+        logging.getLogger("mailtriage").warning("%s", warning)
+    daemon = daemon_from_settings(settings)
     if not once:
         daemon.run_forever()
         return
@@ -138,6 +143,27 @@ def run(ctx: click.Context, once: bool, as_json: bool) -> None:
         for report in reports:
             click.echo(_summary(report))
     sys.exit(RET_OK if all(report.ok for report in reports) else RET_MAILBOX)
+
+
+def template_warnings(settings: Settings) -> list[str]:
+    """Templates in use that would draft nothing: unapproved, changed since their approval, or missing."""
+    from mailtriage.compliance import approval_problem, read_approvals
+
+    folder = settings.drafts.templates
+    approvals = read_approvals(folder)
+    warnings = []
+    for category in settings.categories:
+        if not category.draft or category.name == settings.classifier.fallback:
+            continue
+        paths = sorted(folder.glob(f"{category.template_name}/*.txt.j2"))
+        if not paths:
+            warnings.append(f"category {category.name}: no template in {folder / category.template_name}")
+        for path in paths:
+            name = f"{category.template_name}/{path.name.removesuffix('.txt.j2')}"
+            problem = approval_problem(folder, name, approvals)
+            if problem:
+                warnings.append(f"category {category.name}: {problem}; its mail gets no draft")
+    return warnings
 
 
 def _summary(report: CycleReport) -> str:

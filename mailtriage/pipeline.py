@@ -73,6 +73,8 @@ class CycleReport:
     backlog: int = 0
     error: str | None = None
     statuses: dict[str, int] = field(default_factory=dict)
+    reasons: set[str] = field(default_factory=set, repr=False)
+    """Why messages were left for a human this cycle: each is logged once, not once per message."""
 
     @property
     def ok(self) -> bool:
@@ -287,8 +289,10 @@ def apply_pending(
         except (TemplateError, MailboxError) as exc:
             if isinstance(exc, MailboxError) and exc.retryable:
                 raise
-            log.warning("mailbox %s: UID %s %s: left in the inbox for a human: %s",
-                        record.mailbox, record.uid, record.message_id, exc)  # fmt: skip
+            if str(exc) not in report.reasons:  # every message is audited; the log says each reason once a cycle
+                report.reasons.add(str(exc))
+                log.warning("mailbox %s: left in the inbox for a human, from UID %s %s on: %s",
+                            record.mailbox, record.uid, record.message_id, exc)  # fmt: skip
             _flag_for_human(mailbox, record)
             store.set_status(record, NEEDS_HUMAN, now=now(), error=str(exc))
             report.count(NEEDS_HUMAN)

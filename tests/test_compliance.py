@@ -135,3 +135,16 @@ def test_templates_show_html_writes_a_page_with_every_templates_text(tmp_path: P
         source = (folder / f"{name}.txt.j2").read_text()
         assert escape(name) in html and escape(source.splitlines()[-1]) in html
     assert html.count("<section>") == len(template_names(folder)) == 24
+
+
+def test_config_check_warns_about_templates_in_use_that_would_draft_nothing(tmp_path: Path) -> None:
+    folder = copy_templates(tmp_path)
+    (folder / "repair" / "de.txt.j2").write_text("Guten Tag,\nwir prüfen Ihr Anliegen.\n{{ signature }}\n")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[mailboxes]]\nname = "x"\nmaildir = "{tmp_path}"\n[drafts]\ntemplates = "{folder}"\n')
+    result = CliRunner().invoke(main, ["config", "check", str(config)])
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "mailtriage: warning: category repair: template repair/de changed since mailtriage maintainers approved it "
+        "on 2026-11-23; its mail gets no draft\n"
+    )

@@ -138,7 +138,7 @@ def run(ctx: click.Context, once: bool, as_json: bool) -> None:
         return
     reports = daemon.run_once()
     if as_json:
-        click.echo(json.dumps([asdict(report) for report in reports], indent=2))
+        click.echo(json.dumps([{**asdict(r), "reasons": sorted(r.reasons)} for r in reports], indent=2))
     else:
         for report in reports:
             click.echo(_summary(report))

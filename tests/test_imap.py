@@ -60,6 +60,7 @@ def test_run_once_json_reports_each_mailbox(seed_model: Path, account: Account, 
     code, output = run_once(config, "--json")
     [report] = json.loads(output)
     assert code == 0 and (report["mailbox"], report["new"], report["error"]) == (account.username, 1, None)
+    assert report["reasons"] == []
 
 
 def test_mail_arriving_between_two_cycles_on_one_connection_is_found(account: Account, store: Store) -> None:

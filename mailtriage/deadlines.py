@@ -1,0 +1,131 @@
+"""First-response deadlines: due times in wall-clock or business hours, and a message's state at a given ``now``.
+
+Pure: every function takes the times it needs. Business hours come from a calendar (time zone, working spans per
+weekday, holidays); times are counted in real elapsed time, so a daylight-saving change shortens or lengthens a
+night, never a working span.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+MAX_DAYS = 3660
+"""A calendar with no working time at all would make a due time unreachable: give up after ten years."""
+
+
+class State(enum.StrEnum):
+    ON_TRACK = "on-track"
+    WARNING = "warning"
+    BREACHED = "breached"
+    ANSWERED = "answered"
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """When the clock runs: working spans per weekday (0 is Monday) in a time zone, minus holidays.
+
+    No spans at all means around the clock, every day (24/7).
+    """
+
+    timezone: str = "UTC"
+    spans: Mapping[int, Sequence[tuple[time, time]]] = field(default_factory=dict)
+    holidays: frozenset[date] = frozenset()
+
+    @property
+    def always_open(self) -> bool:
+        return not self.spans
+
+    def _working(self, day: date) -> list[tuple[datetime, datetime]]:
+        """The working spans of a local day, as UTC instants."""
+        if day in self.holidays:
+            return []
+        zone = ZoneInfo(self.timezone)
+        return [
+            (datetime.combine(day, start, zone).astimezone(UTC), _end(day, end, zone))
+            for start, end in self.spans.get(day.weekday(), ())
+        ]
+
+    def add(self, start: datetime, duration: timedelta) -> datetime:
+        """The instant at which ``duration`` of working time has passed since ``start``."""
+        if self.always_open:
+            return start.astimezone(UTC) + duration  # in UTC: real hours, whatever the clocks do
+        remaining = duration
+        point = start.astimezone(UTC)
+        day = start.astimezone(ZoneInfo(self.timezone)).date()
+        for _ in range(MAX_DAYS):
+            for span_start, span_end in self._working(day):
+                begin = max(point, span_start)
+                if begin >= span_end:
+                    continue
+                if remaining <= span_end - begin:
+                    return begin + remaining
+                remaining -= span_end - begin
+            day += timedelta(days=1)
+        raise ValueError("the calendar has no working time in ten years")
+
+    def between(self, start: datetime, end: datetime) -> timedelta:
+        """Working time from ``start`` to ``end`` (negative when ``end`` comes first)."""
+        if end < start:
+            return -self.between(end, start)
+        if self.always_open:
+            return end.astimezone(UTC) - start.astimezone(UTC)
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        total = timedelta()
+        day = start.astimezone(ZoneInfo(self.timezone)).date()
+        last = end.astimezone(ZoneInfo(self.timezone)).date()
+        while day <= last:
+            for span_start, span_end in self._working(day):
+                begin, finish = max(start, span_start), min(end, span_end)
+                if finish > begin:
+                    total += finish - begin
+            day += timedelta(days=1)
+        return total
+
+
+def _end(day: date, end: time, zone: ZoneInfo) -> datetime:
+    """The end of a span: ``time(0)`` as an end means midnight at the close of the day."""
+    if end == time(0):
+        return datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(UTC)
+    return datetime.combine(day, end, zone).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class WarningRule:
+    """When a message on track becomes a warning: ``left`` working time before due, or ``share`` of the target
+    gone; whichever comes first."""
+
+    left: timedelta | None = timedelta(hours=4)
+    share: float | None = None
+
+
+def due(received: datetime, target: timedelta, calendar: Calendar) -> datetime:
+    """When the first response is due: ``target`` of the calendar's time after ``received``."""
+    return calendar.add(received, target)
+
+
+def state(
+    received: datetime,
+    target: timedelta,
+    calendar: Calendar,
+    now: datetime,
+    *,
+    answered_at: datetime | None = None,
+    warning: WarningRule = WarningRule(),
+) -> State:
+    """A message's deadline state at ``now``."""
+    if answered_at is not None and answered_at <= now:
+        return State.ANSWERED
+    deadline = due(received, target, calendar)
+    if now >= deadline:
+        return State.BREACHED
+    left = calendar.between(now, deadline)
+    gone = target - left
+    if warning.left is not None and left <= warning.left:
+        return State.WARNING
+    if warning.share is not None and gone >= target * warning.share:
+        return State.WARNING
+    return State.ON_TRACK

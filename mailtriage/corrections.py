@@ -42,10 +42,11 @@ def scan_corrections(
         batch = list(mailbox.fetch(folder, uids[start : start + batch_size]))
         if not batch:
             continue
-        known = store.known(mailbox.name, [hash_content(raw.data) for raw in batch])
+        hashes = [hash_content(raw.data) for raw in batch]
+        known = store.known(mailbox.name, hashes)
         with store.batch():
-            for raw in batch:
-                record = known.get(hash_content(raw.data))
+            for raw, content_hash in zip(batch, hashes, strict=True):
+                record = known.get(content_hash)
                 if record is None:
                     continue  # not mail mailtriage triaged
                 if (record.corrected or record.category) != category:
@@ -54,15 +55,15 @@ def scan_corrections(
                     log.info("mailbox %s: %s filed under %s by an agent (was %s): recorded as a correction",
                              mailbox.name, record.message_id, category, was)  # fmt: skip
                 else:
-                    store.move_to(record, raw)
+                    store.locate(record, raw)
             store.set_sync_state(mailbox.name, folder, SyncState(status.uidvalidity, batch[-1].uid), now())
 
 
 def scan_keyword_corrections(
     mailbox: Mailbox, store: Store, keywords: Mapping[str, str], now: datetime, window: timedelta
 ) -> int:
-    """Look at the category keywords of the messages categorized within ``window``: one whose keywords now name
-    exactly one other category than its own (an agent changed them) is a correction. Returns how many were found.
+    """Look at the category keywords of the messages categorized within ``window``: one given the keyword of
+    exactly one other category than its own, not by mailtriage, is a correction. Returns how many were found.
 
     It reads the flags of recent messages only, so it costs what the recent mail is, never the whole mailbox; the
     daemon runs it on a schedule of its own, apart from the poll.
@@ -80,7 +81,9 @@ def scan_keyword_corrections(
                 raise
             continue  # the folder is gone
         for record in mine:
-            named = {keywords[flag] for flag in flags.get(record.uid, ()) if flag in keywords}
+            # Keywords mailtriage set itself say nothing about the agent (they travel along when a message is moved).
+            ours = set((record.route or {}).get("keywords", ()))
+            named = {keywords[flag] for flag in flags.get(record.uid, ()) if flag in keywords and flag not in ours}
             current = record.corrected or record.category
             if named and current not in named and len(named) == 1:
                 (category,) = named
@@ -89,3 +92,23 @@ def scan_keyword_corrections(
                          mailbox.name, record.message_id, category, current)  # fmt: skip
                 found += 1
     return found
+
+
+def sweep(
+    mailbox: Mailbox,
+    store: Store,
+    folders: Mapping[str, str],
+    keywords: Mapping[str, str],
+    now: datetime,
+    window: timedelta,
+) -> None:
+    """Both kinds of correction for one mailbox: the categories' folders (folder -> category), then the category
+    keywords (keyword -> category) of the messages categorized within ``window``.
+
+    It runs apart from the poll (on a schedule of its own, and after ``run --once``): reading other folders would
+    otherwise cost every idle poll an EXAMINE of each of them.
+    """
+    for folder, category in folders.items():
+        scan_corrections(mailbox, store, folder, category, lambda: now)
+    if keywords:
+        scan_keyword_corrections(mailbox, store, keywords, now, window)

@@ -7,11 +7,10 @@ takes its collaborators as arguments and does no I/O of its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from mailtriage.corrections import scan_corrections
 from mailtriage.draft import ANSWERS_HEADER, Draft
 from mailtriage.errors import MailboxError, NotifyError, TemplateError
 from mailtriage.mailbox import Mailbox
@@ -47,8 +46,6 @@ class Triage:
     """(message, template, language, now) -> the draft; raises TemplateError."""
     notify: Callable[[str, str, str, datetime], None] | None = None
     """(to, subject, body, now): tell a team about a message; raises NotifyError."""
-    category_folders: Mapping[str, str] = field(default_factory=dict)
-    """Folder -> category: a message an agent files in another category's folder is a correction."""
 
 
 @dataclass(frozen=True)
@@ -105,18 +102,7 @@ def run_cycle(
     """
     report = CycleReport(mailbox.name)
     apply_pending(mailbox, store, stages, now, {}, report)  # what a crash left half done
-    stopped = _intake(mailbox, store, now, options, should_stop, stages, report)
-    if not stopped:
-        for category_folder, category in stages.category_folders.items():
-            scan_corrections(
-                mailbox,
-                store,
-                category_folder,
-                category,
-                now,
-                batch_size=options.batch_size,
-                limit=options.max_per_cycle,
-            )
+    _intake(mailbox, store, now, options, should_stop, stages, report)
     return report
 
 

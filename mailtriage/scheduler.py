@@ -19,7 +19,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from mailtriage.corrections import scan_keyword_corrections
+from mailtriage.corrections import sweep
 from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
 from mailtriage.mailbox import Mailbox, open_mailbox
 from mailtriage.mailbox.imap import ImapMailbox
@@ -52,6 +52,7 @@ class Daemon:
         now: Callable[[], datetime] = utcnow,
         stages: Triage = no_stages,
         jobs: Sequence[tuple[Callable[[], object], BaseTrigger]] = (),
+        sweep: Callable[[Mailbox], None] | None = None,
     ) -> None:
         self.mailboxes = list(mailboxes)
         self.store = store
@@ -61,6 +62,9 @@ class Daemon:
         self.stages = stages
         self.jobs = list(jobs)
         """Further scheduled work: (function, when)."""
+        self.sweep = sweep
+        """Work apart from the poll for one mailbox (reading agents' corrections): after ``run_once``, and every
+        ``schedule.corrections_interval`` in the daemon."""
         self.stop = threading.Event()
         self._failures = {mailbox.name: 0 for mailbox in self.mailboxes}
 
@@ -89,9 +93,21 @@ class Daemon:
 
     def run_once(self) -> list[CycleReport]:
         try:
-            return [self.cycle(mailbox) for mailbox in self.mailboxes]
+            reports = [self.cycle(mailbox) for mailbox in self.mailboxes]
+            self.sweep_all()
+            return reports
         finally:
             self.close()
+
+    def sweep_all(self) -> None:
+        """Run the sweep for every mailbox; one that fails is logged and tried again at the next sweep."""
+        if self.sweep is None:
+            return
+        for mailbox in self.mailboxes:
+            try:
+                self.sweep(mailbox)
+            except (MailboxError, StoreError) as exc:
+                log.warning("%s; corrections will be read at the next sweep", exc)
 
     def close(self) -> None:
         for mailbox in self.mailboxes:
@@ -114,6 +130,8 @@ class Daemon:
                 )  # fmt: skip
             for function, trigger in self.jobs:
                 scheduler.add_job(function, trigger)
+            if self.sweep is not None:
+                scheduler.add_job(self.sweep_all, IntervalTrigger(seconds=self.schedule.corrections_interval))
             scheduler.start()
             if self.schedule.idle:
                 for mailbox in self.mailboxes:
@@ -201,19 +219,15 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
     jobs: list[tuple[Callable[[], object], BaseTrigger]] = []
     if settings.classifier.retrain:
         jobs.append((scheduled_retrain, CronTrigger.from_crontab(settings.classifier.retrain, timezone=UTC)))
+    folders = {c.folder: c.name for c in settings.categories if c.folder}
     keywords = {keyword: c.name for c in settings.categories for keyword in c.keywords}
-    if keywords:
-        window = timedelta(days=settings.schedule.corrections_window_days)
+    window = timedelta(days=settings.schedule.corrections_window_days)
 
-        def keyword_corrections() -> None:
-            for mailbox in mailboxes:
-                try:
-                    scan_keyword_corrections(mailbox, store, keywords, datetime.now(UTC), window)
-                except MailboxError as exc:
-                    log.warning("%s; keyword corrections will be read at the next sweep", exc)
+    def corrections(mailbox: Mailbox) -> None:
+        sweep(mailbox, store, folders, keywords, now(), window)
 
-        jobs.append((keyword_corrections, IntervalTrigger(seconds=settings.schedule.corrections_interval)))
-    return Daemon(mailboxes, store, options, settings.schedule, now, triage_from_settings(settings, predictor), jobs)
+    triage = triage_from_settings(settings, predictor)
+    return Daemon(mailboxes, store, options, settings.schedule, now, triage, jobs, corrections)
 
 
 def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], Classification]) -> Triage:
@@ -240,5 +254,4 @@ def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], C
         ),
         draft=drafter,
         notify=Notifier(settings.smtp).send if settings.smtp.host else None,
-        category_folders={c.folder: c.name for c in settings.categories if c.folder},
     )

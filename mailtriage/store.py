@@ -253,33 +253,25 @@ class Store:
     def correct(self, record: MessageRecord, category: str, raw: RawMessage, *, now: datetime) -> None:
         """Record that an agent filed a message under ``category``, and where it now is."""
         with self._transaction() as db:
-            db.execute(
-                self.messages_table.update()
-                .where(self.messages_table.c.id == record.id)
-                .values(corrected=category, folder=raw.folder, uidvalidity=raw.uidvalidity, uid=raw.uid)
-            )
+            self._locate(db, record, raw, corrected=category)
             was = record.corrected or record.category
             self._audit(
                 db, record.mailbox, record.id, "corrected", {"from": was, "to": category, "folder": raw.folder}, now
             )
 
-    def move_to(self, record: MessageRecord, raw: RawMessage) -> None:
+    def locate(self, record: MessageRecord, raw: RawMessage) -> None:
         """Note a message's new place after a move (ours or an agent's, to the folder of its own category)."""
         with self._transaction() as db:
-            db.execute(
-                self.messages_table.update()
-                .where(self.messages_table.c.id == record.id)
-                .values(folder=raw.folder, uidvalidity=raw.uidvalidity, uid=raw.uid)
-            )
+            self._locate(db, record, raw)
+
+    def _locate(self, db: Connection, record: MessageRecord, raw: RawMessage, **values: Any) -> None:
+        place = {"folder": raw.folder, "uidvalidity": raw.uidvalidity, "uid": raw.uid}
+        db.execute(self.messages_table.update().where(self.messages_table.c.id == record.id).values(place | values))
 
     def relocate(self, record: MessageRecord, raw: RawMessage, *, reason: str, now: datetime) -> None:
         """Note that a known message now sits at ``raw``'s folder and UID, and advance the sync state past it."""
         with self._transaction() as db:
-            db.execute(
-                self.messages_table.update()
-                .where(self.messages_table.c.id == record.id)
-                .values(folder=raw.folder, uidvalidity=raw.uidvalidity, uid=raw.uid)
-            )
+            self._locate(db, record, raw)
             detail = {
                 "from": [record.folder, record.uidvalidity, record.uid],
                 "to": [raw.folder, raw.uidvalidity, raw.uid],

@@ -38,13 +38,15 @@ def test_every_new_message_is_recorded_once_and_a_second_cycle_records_none(stor
     assert {r.status for r in store.messages()} == {"unclassified"}
 
 
-def test_an_idle_cycle_fetches_nothing(store: Store) -> None:
+def test_an_idle_cycle_asks_only_about_the_inbox_and_fetches_nothing(store: Store) -> None:
     mailbox = MemoryMailbox()
     fill(mailbox, 10)
+    mailbox.append("Support/Returns", customer_mail(99))  # a category's folder: read by the sweep, not the poll
     run_cycle(mailbox, store, now=clock)
     mailbox.fetched.clear()
+    mailbox.asked.clear()
     run_cycle(mailbox, store, now=clock)
-    assert mailbox.fetched == []
+    assert (mailbox.fetched, mailbox.asked) == ([], ["INBOX"])
 
 
 def test_only_mail_that_arrived_since_the_last_cycle_is_fetched(store: Store) -> None:

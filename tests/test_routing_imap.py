@@ -23,15 +23,17 @@ from mailtriage.corrections import scan_keyword_corrections
 from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.pipeline import NEEDS_HUMAN, PENDING, ROUTED, run_cycle
-from mailtriage.scheduler import triage_from_settings
+from mailtriage.scheduler import daemon_from_settings, triage_from_settings
 from mailtriage.settings import (
     DEFAULT_CATEGORIES,
+    ClassifierSettings,
     DraftSettings,
     MailboxSettings,
     Rule,
     Security,
     Settings,
     SmtpSettings,
+    StoreSettings,
 )
 from mailtriage.store import Store
 from mailtriage.training import store_examples
@@ -191,15 +193,20 @@ def test_a_template_with_an_undefined_variable_leaves_that_message_flagged_in_th
 def test_an_agents_move_to_another_categorys_folder_is_a_correction_that_training_learns(
     account: Account, store: Store, seed_model: Path
 ) -> None:
-    settings = settings_for(account)
+    settings = settings_for(account).model_copy(
+        update={
+            "store": StoreSettings(url=f"sqlite:///{store.engine.url.database}"),
+            "classifier": ClassifierSettings(model=seed_model),
+        }
+    )
     account.append_many([FRENCH_RETURN])
-    cycle(account, store, seed_model, settings)
+    daemon_from_settings(settings).run_once()
     client = account.client()
     client.create_folder("Support.Billing")
     client.select_folder("Support.Returns")
     client.move(client.search(["ALL"]), "Support.Billing")  # what an agent does in their mail client
     client.logout()
-    cycle(account, store, seed_model, settings)
+    daemon_from_settings(settings).run_once()  # its sweep after the cycle reads the categories' folders
     [record] = store.messages()
     assert (record.category, record.corrected, record.folder) == ("return-refund", "billing", "Support/Billing")
     assert [e.detail for e in store.audit_events() if e.action == "corrected"] == [
@@ -207,7 +214,7 @@ def test_an_agents_move_to_another_categorys_folder_is_a_correction_that_trainin
     ]
     [example] = store_examples(store, fallback="needs-triage")
     assert example.label == "billing" and "cafetière" in example.text
-    cycle(account, store, seed_model, settings)  # nothing new: the correction is recorded once
+    daemon_from_settings(settings).run_once()  # nothing new: the correction is recorded once
     assert len([e for e in store.audit_events() if e.action == "corrected"]) == 1
 
 

@@ -27,6 +27,8 @@ class MemoryMailbox:
         self._folders: dict[str, _Folder] = {inbox: _Folder(uidvalidity)}
         self.fetched: list[int] = []
         """Every UID fetched, in order: lets tests see what a cycle read."""
+        self.asked: list[str] = []
+        """Every folder whose status was asked, in order."""
 
     def append(self, folder: str, data: bytes, flags: Iterable[str] = (), internal_date: datetime | None = None) -> int:
         box = self._folders.setdefault(folder, _Folder(1))
@@ -46,6 +48,7 @@ class MemoryMailbox:
         self._folders[folder] = _Folder(uidvalidity, len(old) + 1, {i + 1: m for i, m in enumerate(old)})
 
     def status(self, folder: str) -> FolderStatus:
+        self.asked.append(folder)
         if folder not in self._folders:
             raise MailboxError(self.name, f"no folder {folder!r}", retryable=False)
         box = self._folders[folder]

@@ -57,10 +57,6 @@ class MessageKind(enum.StrEnum):
     BULK = "bulk"
     OWN = "own"
 
-    @property
-    def is_automatic(self) -> bool:
-        return self is not MessageKind.CUSTOMER
-
 
 @dataclass(frozen=True)
 class ParsedEmail:

@@ -140,10 +140,6 @@ class MailboxSettings(_Section):
         return self
 
     @property
-    def is_imap(self) -> bool:
-        return self.maildir is None
-
-    @property
     def effective_port(self) -> int:
         if self.port is not None:
             return self.port

@@ -1,5 +1,6 @@
 """Reply templates: plain files under ``templates/<category>/<language>.txt.j2``, rendered in a sandbox where an
-undefined variable is an error, never an empty string."""
+undefined variable is an error, never an empty string. The variables are those ``draft.Drafter`` gives:
+greeting_name, subject, references, signature and due."""
 
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailtriage.errors import TemplateError
-
-VARIABLES = ("greeting_name", "subject", "references", "signature", "due")
-"""What a template may use; anything else fails the render."""
 
 
 class Templates:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from mailtriage.settings import WEEKDAYS, Settings
+
 MAX_DAYS = 3660
 """A calendar with no working time at all would make a due time unreachable: give up after ten years."""
 
@@ -107,6 +109,29 @@ def due(received: datetime, target: timedelta, calendar: Calendar) -> datetime:
     return calendar.add(received, target)
 
 
+def state_at(
+    deadline: datetime,
+    target: timedelta,
+    calendar: Calendar,
+    now: datetime,
+    *,
+    answered_at: datetime | None = None,
+    warning: WarningRule = WarningRule(),
+) -> State:
+    """The state at ``now`` of a message due at ``deadline`` under a ``target``."""
+    if answered_at is not None and answered_at <= now:
+        return State.ANSWERED
+    if now >= deadline:
+        return State.BREACHED
+    left = calendar.between(now, deadline)
+    gone = target - left
+    if warning.left is not None and left <= warning.left:
+        return State.WARNING
+    if warning.share is not None and gone >= target * warning.share:
+        return State.WARNING
+    return State.ON_TRACK
+
+
 def state(
     received: datetime,
     target: timedelta,
@@ -117,15 +142,79 @@ def state(
     warning: WarningRule = WarningRule(),
 ) -> State:
     """A message's deadline state at ``now``."""
-    if answered_at is not None and answered_at <= now:
-        return State.ANSWERED
     deadline = due(received, target, calendar)
-    if now >= deadline:
-        return State.BREACHED
-    left = calendar.between(now, deadline)
-    gone = target - left
-    if warning.left is not None and left <= warning.left:
-        return State.WARNING
-    if warning.share is not None and gone >= target * warning.share:
-        return State.WARNING
-    return State.ON_TRACK
+    return state_at(deadline, target, calendar, now, answered_at=answered_at, warning=warning)
+
+
+OPEN = (State.ON_TRACK, State.WARNING, State.BREACHED)
+"""States of a message still waiting for its first response."""
+_ORDER = {State.ON_TRACK: 0, State.WARNING: 1, State.BREACHED: 2, State.ANSWERED: 3}
+
+
+def later(new: State, old: State) -> bool:
+    """Whether ``new`` comes after ``old`` (a state never goes back: a breach stays a breach)."""
+    return _ORDER[new] > _ORDER[old]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The deadline rules of a configuration: the clock, the default and per-category targets, the warning."""
+
+    calendar: Calendar = Calendar()
+    target: timedelta = timedelta(hours=24)
+    targets: Mapping[str, timedelta | None] = field(default_factory=dict)
+    """Per category; None: the category's mail gets no deadline."""
+    warning: WarningRule = WarningRule()
+    watch: timedelta = timedelta(days=30)
+    """How long past its due time an unanswered message is still watched for its answer."""
+    display_zone: str = "UTC"
+
+    def target_for(self, category: str | None) -> timedelta | None:
+        if category is not None and category in self.targets:
+            return self.targets[category]
+        return self.target
+
+    def due(self, received: datetime, category: str | None) -> datetime | None:
+        """When a message of ``category`` received at ``received`` must be answered; None: no deadline."""
+        target = self.target_for(category)
+        return None if target is None else due(received, target, self.calendar)
+
+    def state(self, deadline: datetime, category: str | None, now: datetime) -> State:
+        target = self.target_for(category) or self.target
+        return state_at(deadline, target, self.calendar, now, warning=self.warning)
+
+    def elapsed(self, start: datetime, end: datetime) -> timedelta:
+        """Time on the clock between two instants: working time for a business calendar, else real time."""
+        return self.calendar.between(start, end)
+
+
+def policy_from_settings(settings: Settings) -> Policy | None:
+    """The deadline policy of a configuration; None when deadlines are turned off."""
+    d = settings.deadlines
+    if not d.enabled:
+        return None
+    c = d.calendar
+    calendar = Calendar(c.timezone)
+    if d.clock == "business":
+        spans = {day: tuple(_span(text) for text in getattr(c, name)) for day, name in enumerate(WEEKDAYS)}
+        calendar = Calendar(c.timezone, {day: found for day, found in spans.items() if found}, frozenset(c.holidays))
+    targets = {
+        category.name: (timedelta(hours=category.target_hours) if category.target_hours else None)
+        for category in settings.categories
+        if category.target_hours is not None
+    }
+    return Policy(
+        calendar=calendar,
+        target=timedelta(hours=d.target_hours),
+        targets=targets,
+        warning=WarningRule(
+            left=None if d.warn_hours_left is None else timedelta(hours=d.warn_hours_left), share=d.warn_share
+        ),
+        watch=timedelta(days=d.watch_days),
+        display_zone=c.timezone,
+    )
+
+
+def _span(text: str) -> tuple[time, time]:
+    start, end = text.split("-")
+    return time.fromisoformat(start), time(0) if end == "24:00" else time.fromisoformat(end)

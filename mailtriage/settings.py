@@ -14,8 +14,10 @@ import shlex
 import subprocess
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -25,6 +27,7 @@ from sqlalchemy.exc import ArgumentError
 from mailtriage.errors import MISSING, ConfigError, SecretError
 
 ENV_PREFIX = "MAILTRIAGE_"
+EMAIL = r"^[^@\s]+@[^@\s]+$"
 CONFIG_ENV = "MAILTRIAGE_CONFIG"
 DEFAULT_CONFIG = "mailtriage.toml"
 
@@ -191,7 +194,9 @@ class Category(_Section):
     flag: bool = False
     template: str | None = None
     draft: bool = True
-    notify: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    notify: str | None = Field(default=None, pattern=EMAIL)
+    target_hours: float | None = Field(default=None, ge=0)
+    """The first-response target of this category's mail; None: ``deadlines.target_hours``; 0: no deadline."""
 
     @field_validator("keywords")
     @classmethod
@@ -314,6 +319,78 @@ class ClassifierSettings(_Section):
         return value
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+def _spans(value: tuple[str, ...]) -> tuple[str, ...]:
+    previous = ""
+    for span in value:
+        found = _SPAN.match(span)
+        if not found or (span[6:] != "24:00" and span[6:8] == "24"):
+            raise ValueError(f"working spans written HH:MM-HH:MM, such as '09:00-12:30' (not {span!r})")
+        start, end = span[:5], span[6:]
+        if end != "00:00" and end <= start:
+            raise ValueError(f"spans that end after they start (not {span!r}); '22:00-00:00' runs to midnight")
+        if start < previous:
+            raise ValueError(f"spans in order, without overlap (not {span!r} after one ending at {previous})")
+        previous = "24:00" if end == "00:00" else end
+    return value
+
+
+class CalendarSettings(_Section):
+    """Business hours: the working spans of each weekday in a time zone, and the holidays (no working time)."""
+
+    timezone: str = "UTC"
+    monday: tuple[str, ...] = ("09:00-17:00",)
+    tuesday: tuple[str, ...] = ("09:00-17:00",)
+    wednesday: tuple[str, ...] = ("09:00-17:00",)
+    thursday: tuple[str, ...] = ("09:00-17:00",)
+    friday: tuple[str, ...] = ("09:00-17:00",)
+    saturday: tuple[str, ...] = ()
+    sunday: tuple[str, ...] = ()
+    holidays: tuple[date, ...] = ()
+
+    _valid_spans = field_validator(*WEEKDAYS)(_spans)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("an IANA time zone such as 'Europe/Paris' or 'America/New_York'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _some_work(self) -> CalendarSettings:
+        if not any(getattr(self, day) for day in WEEKDAYS):
+            raise ValueError("working spans on at least one weekday (for round-the-clock, clock = 'wall-clock')")
+        return self
+
+
+class DeadlineSettings(_Section):
+    """First-response deadlines: the target, how its hours are counted, when to warn, and whom to tell."""
+
+    enabled: bool = True
+    target_hours: float = Field(default=24.0, gt=0)
+    clock: Literal["wall-clock", "business"] = "wall-clock"
+    calendar: CalendarSettings = CalendarSettings()
+    warn_hours_left: float | None = Field(default=4.0, ge=0)
+    warn_share: float | None = Field(default=None, gt=0, lt=1)
+    sweep_interval: float = Field(default=60.0, gt=0)
+    watch_days: float = Field(default=30.0, gt=0)
+    digest_to: str | None = Field(default=None, pattern=EMAIL)
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    webhook_timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _some_warning(self) -> DeadlineSettings:
+        if self.warn_hours_left is None and self.warn_share is None:
+            raise ValueError("warn_hours_left or warn_share (or both), so that a warning comes before a breach")
+        return self
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -334,6 +411,7 @@ class Settings(BaseSettings):
     rules: tuple[Rule, ...] = ()
     drafts: DraftSettings = DraftSettings()
     smtp: SmtpSettings = SmtpSettings()
+    deadlines: DeadlineSettings = DeadlineSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -360,6 +438,8 @@ class Settings(BaseSettings):
             raise ValueError(f"a classifier.fallback that is not one of the categories ({self.classifier.fallback})")
         if any(c.notify for c in self.categories) and self.smtp.host is None:
             raise ValueError("an [smtp] host, since a category has a notify address")
+        if self.deadlines.digest_to and self.smtp.host is None:
+            raise ValueError("an [smtp] host, since deadlines.digest_to is set")
         ruled = {rule.category for rule in self.rules if rule.category} - set(categories) - {self.classifier.fallback}
         if ruled:
             raise ValueError(f"rules whose category is configured, not {', '.join(sorted(ruled))}")

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from mailtriage.deadlines import OPEN
 from mailtriage.errors import StoreError
 from mailtriage.models import Classification, ParsedEmail, RawMessage, RouteDecision
 
@@ -63,6 +64,30 @@ class MessageRecord:
     route: dict[str, Any] | None = None
     corrected: str | None = None
     """The category an agent gave the message (by filing it), which overrides ``category`` for training."""
+    due_at: datetime | None = None
+    deadline_state: str | None = None
+    """on-track, warning, breached or answered; None: no deadline (not customer mail, or a follow-up)."""
+    answered_at: datetime | None = None
+    answered_how: str | None = None
+    thread_of: int | None = None
+    """The open message this one followed up on, in the same thread: its clock is that message's."""
+
+    @property
+    def response_time(self) -> timedelta | None:
+        if self.answered_at is None or self.received_at is None:
+            return None
+        return self.answered_at - self.received_at
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A signal owed for a deadline transition: ``channel`` is flags, digest or webhook."""
+
+    id: int
+    message: MessageRecord
+    state: str
+    channel: str
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -97,12 +122,13 @@ class Store:
             self.migrate()
             # The migrations are the one definition of the schema; the tables are read back from the database.
             schema = sa.MetaData()
-            schema.reflect(self.engine, only=["sync_state", "messages", "audit_log"])
+            schema.reflect(self.engine, only=["sync_state", "messages", "audit_log", "deadline_signals"])
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open the store at {_shown(url)}: {_reason(exc)}") from None
         self.sync_state_table = schema.tables["sync_state"]
         self.messages_table = schema.tables["messages"]
         self.audit_table = schema.tables["audit_log"]
+        self.signals_table = schema.tables["deadline_signals"]
         # The statements of the hot path, built once: building one costs more than running it.
         state, message = self.sync_state_table.c, self.messages_table.c
         self._known = sa.select(self.messages_table).where(
@@ -202,6 +228,8 @@ class Store:
         error: str | None = None,
         classification: Classification | None = None,
         decision: RouteDecision | None = None,
+        due_at: datetime | None = None,
+        thread_of: int | None = None,
     ) -> int:
         """Record a newly read message and advance the folder's sync state past it, in one transaction (or in
         the enclosing ``batch``).
@@ -238,6 +266,9 @@ class Store:
             "model_version": classification.model_version if classification else None,
             "decided_by": decision.decided_by if decision else None,
             "route": asdict(decision) if decision else None,
+            "due_at": _naive(due_at),
+            "deadline_state": "on-track" if due_at is not None else None,
+            "thread_of": thread_of,
         }
         with self._transaction() as db:
             message = int(db.execute(self._insert_message, values).inserted_primary_key[0])  # type: ignore[index]
@@ -246,6 +277,10 @@ class Store:
                 detail |= {"predicted": classification.predicted, "confidence": round(classification.confidence, 3)}
             if decision is not None:
                 detail |= {"decided_by": decision.decided_by, "reason": decision.reason}
+            if due_at is not None:
+                detail |= {"due": due_at.astimezone(UTC).isoformat()}
+            if thread_of is not None:
+                detail |= {"follows_up": thread_of}
             self._audit(db, mailbox, message, "recorded", detail, now)
             self._save_state(db, mailbox, raw.folder, SyncState(raw.uidvalidity, raw.uid), now)
         return message
@@ -374,6 +409,148 @@ class Store:
         with self._transaction() as db:
             return int(db.execute(query).scalar_one())
 
+    # --- deadlines -----------------------------------------------------------------------------------------------
+
+    def open_thread(self, mailbox: str, message_ids: Sequence[str]) -> MessageRecord | None:
+        """The earliest message still waiting for an answer among ``message_ids`` (or that they follow up on)."""
+        if not message_ids:
+            return None
+        column = self.messages_table.c
+        named = sa.select(column.id, column.thread_of).where(
+            column.mailbox == mailbox, column.message_id.in_(list(set(message_ids)))
+        )
+        with self._transaction() as db:
+            ids = {row.thread_of or row.id for row in db.execute(named)}
+            if not ids:
+                return None
+            query = sa.select(self.messages_table).where(
+                column.id.in_(ids), column.deadline_state.in_([s.value for s in OPEN])
+            )
+            row = db.execute(query.order_by(column.id).limit(1)).first()
+        return None if row is None else _record(row)
+
+    def watched(self, mailbox: str, now: datetime, watch: timedelta) -> list[MessageRecord]:
+        """The messages of ``mailbox`` waiting for a first response, due no longer than ``watch`` ago (one indexed
+        query: what the sweep costs follows these, not the mailbox)."""
+        column = self.messages_table.c
+        query = sa.select(self.messages_table).where(
+            column.mailbox == mailbox,
+            column.deadline_state.in_([s.value for s in OPEN]),
+            column.due_at >= _naive(now - watch),
+        )
+        with self._transaction() as db:
+            return [_record(row) for row in db.execute(query.order_by(column.due_at))]
+
+    def open_deadlines(self, mailbox: str | None = None) -> list[MessageRecord]:
+        """Every message still waiting for its first response, soonest due first."""
+        column = self.messages_table.c
+        query = sa.select(self.messages_table).where(column.deadline_state.in_([s.value for s in OPEN]))
+        if mailbox is not None:
+            query = query.where(column.mailbox == mailbox)
+        with self._transaction() as db:
+            return [_record(row) for row in db.execute(query.order_by(column.due_at))]
+
+    def follow_ups(self, ids: Sequence[int]) -> list[MessageRecord]:
+        """The follow-ups recorded in the threads of these messages."""
+        if not ids:
+            return []
+        column = self.messages_table.c
+        query = sa.select(self.messages_table).where(column.thread_of.in_(list(ids)))
+        with self._transaction() as db:
+            return [_record(row) for row in db.execute(query.order_by(column.id))]
+
+    def by_message_ids(self, mailbox: str, message_ids: Sequence[str]) -> list[MessageRecord]:
+        if not message_ids:
+            return []
+        column = self.messages_table.c
+        query = sa.select(self.messages_table).where(
+            column.mailbox == mailbox, column.message_id.in_(list(set(message_ids)))
+        )
+        with self._transaction() as db:
+            return [_record(row) for row in db.execute(query.order_by(column.id))]
+
+    def transition(self, record: MessageRecord, state: str, channels: Sequence[str], *, now: datetime) -> bool:
+        """Move a message's deadline to ``state`` and owe a signal on each channel, once: False when another
+        sweep got there first (the state is compared and set in one statement)."""
+        column = self.messages_table.c
+        with self._transaction() as db:
+            changed = db.execute(
+                self.messages_table.update()
+                .where(column.id == record.id, column.deadline_state == record.deadline_state)
+                .values(deadline_state=state)
+            ).rowcount
+            if not changed:
+                return False
+            detail = {"from": record.deadline_state, "due": record.due_at.isoformat() if record.due_at else None}
+            self._audit(db, record.mailbox, record.id, f"deadline:{state}", detail, now)
+            for channel in channels:
+                db.execute(
+                    self.signals_table.insert(),
+                    {"message": record.id, "mailbox": record.mailbox, "state": state, "channel": channel,
+                     "created_at": _naive(now), "attempts": 0},
+                )  # fmt: skip
+        return True
+
+    def answer(self, record: MessageRecord, at: datetime, how: str, *, now: datetime) -> bool:
+        """Stop a message's clock: answered at ``at`` (``how``: a reply in Sent, the \\Answered flag). Signals
+        not yet given for it are dropped. False when it was answered already."""
+        column = self.messages_table.c
+        with self._transaction() as db:
+            changed = db.execute(
+                self.messages_table.update()
+                .where(column.id == record.id, column.deadline_state.in_([s.value for s in OPEN]))
+                .values(deadline_state="answered", answered_at=_naive(at), answered_how=how)
+            ).rowcount
+            if not changed:
+                return False
+            signals = self.signals_table.c
+            db.execute(
+                self.signals_table.update()
+                .where(signals.message == record.id, signals.done_at.is_(None))
+                .values(done_at=_naive(now), error="answered before it was given")
+            )
+            response = None if record.received_at is None else (at - record.received_at).total_seconds()
+            detail = {"how": how, "at": at.astimezone(UTC).isoformat(), "response_seconds": response,
+                      "within_target": None if record.due_at is None else at <= record.due_at}  # fmt: skip
+            self._audit(db, record.mailbox, record.id, "answered", detail, now)
+        return True
+
+    def pending_signals(self, mailbox: str) -> list[Signal]:
+        """The signals owed for ``mailbox``'s deadline transitions that have not been given yet, oldest first."""
+        signals = self.signals_table.c
+        query = (
+            sa.select(self.signals_table, self.messages_table)
+            .join(self.messages_table, self.messages_table.c.id == signals.message)
+            .where(signals.mailbox == mailbox, signals.done_at.is_(None))
+            .order_by(signals.id)
+        )
+        with self._transaction() as db:
+            rows = db.execute(query).mappings().all()
+        found = []
+        for row in rows:
+            message = _record(_Row({key.name: row[key] for key in self.messages_table.c}))
+            found.append(Signal(row[signals.id], message, row[signals.state], row[signals.channel], row[signals.attempts]))
+        return found
+
+    def signal_given(self, signal: Signal, *, now: datetime) -> None:
+        with self._transaction() as db:
+            db.execute(
+                self.signals_table.update().where(self.signals_table.c.id == signal.id).values(done_at=_naive(now))
+            )
+            detail = {"state": signal.state, "channel": signal.channel}
+            self._audit(db, signal.message.mailbox, signal.message.id, "deadline-signalled", detail, now)
+
+    def signal_failed(self, signal: Signal, error: str, *, now: datetime) -> None:
+        """Note a signal that could not be given: it is tried again at the next sweep."""
+        with self._transaction() as db:
+            db.execute(
+                self.signals_table.update()
+                .where(self.signals_table.c.id == signal.id)
+                .values(attempts=self.signals_table.c.attempts + 1, error=error)
+            )
+            detail = {"state": signal.state, "channel": signal.channel, "error": error}
+            self._audit(db, signal.message.mailbox, signal.message.id, "deadline-signal-failed", detail, now)
+
     # --- audit log -----------------------------------------------------------------------------------------------
 
     def audit(
@@ -412,10 +589,19 @@ class Store:
             ]
 
 
-def _record(row: sa.Row[Any]) -> MessageRecord:
+class _Row:
+    """Columns by attribute, as a row of the messages table."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def _record(row: Any) -> MessageRecord:
     values = {f.name: getattr(row, f.name) for f in fields(MessageRecord)}
     values.update(
         received_at=_utc(row.received_at),
+        due_at=_utc(row.due_at),
+        answered_at=_utc(row.answered_at),
         recorded_at=_utc(row.recorded_at) or row.recorded_at,
         defects=tuple(_json(row.defects)),
         route=_json(row.route),

@@ -8,6 +8,7 @@ night, never a working span.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -218,3 +219,42 @@ def policy_from_settings(settings: Settings) -> Policy | None:
 def _span(text: str) -> tuple[time, time]:
     start, end = text.split("-")
     return time.fromisoformat(start), time(0) if end == "24:00" else time.fromisoformat(end)
+
+
+def format_span(span: timedelta) -> str:
+    """A duration as people read it: '3h 05m', '2d 4h', '12m'; negative durations get a minus sign."""
+    sign = "-" if span < timedelta() else ""
+    minutes = int(abs(span).total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{sign}{days}d {hours}h"
+    if hours:
+        return f"{sign}{hours}h {minutes:02d}m"
+    return f"{sign}{minutes}m"
+
+
+_RELATIVE = re.compile(r"^\+(\d+(?:\.\d+)?)\s*([mhd])$")
+_DAY_AND_TIME = re.compile(r"^(today|tomorrow)?\s*(\d{1,2}):(\d{2})$")
+
+
+def parse_when(text: str, now: datetime, zone: str) -> datetime:
+    """A moment as an admin types it, in ``zone`` unless it says otherwise: an ISO date or date-time
+    ('2026-11-24', '2026-11-24 09:00', '2026-11-24T09:00+01:00'), a time today or tomorrow ('17:00',
+    'tomorrow 9:00'), or a span from now ('+3h', '+90m', '+2d'). Raises ValueError otherwise."""
+    text = text.strip().lower()
+    local = ZoneInfo(zone)
+    relative = _RELATIVE.match(text)
+    if relative:
+        amount, unit = float(relative.group(1)), relative.group(2)
+        return now + timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+    day_and_time = _DAY_AND_TIME.match(text)
+    if day_and_time:
+        day = now.astimezone(local).date() + timedelta(days=1 if day_and_time.group(1) == "tomorrow" else 0)
+        moment = time(int(day_and_time.group(2)), int(day_and_time.group(3)))
+        return datetime.combine(day, moment, local).astimezone(UTC)
+    try:
+        found = datetime.fromisoformat(text.upper())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: use '2026-11-24 09:00', 'tomorrow 9:00', '17:00' or '+3h'") from None
+    return (found if found.tzinfo else found.replace(tzinfo=local)).astimezone(UTC)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from mailtriage.deadlines import Policy
 from mailtriage.draft import ANSWERS_HEADER, Draft
 from mailtriage.errors import MailboxError, NotifyError, TemplateError
 from mailtriage.mailbox import Mailbox
@@ -57,6 +58,8 @@ class CycleOptions:
     """Mail that arrived this long before the mailbox's first sync is recorded but not triaged (None: all is)."""
     skip_before: datetime | None = None
     """Set by the cycle from ``backfill_days``."""
+    deadlines: Policy | None = None
+    """First-response deadlines for customer mail; None: no deadlines."""
 
 
 @dataclass
@@ -207,9 +210,14 @@ def _process(
         except Exception as exc:  # a failing stage must not stop the cycle; the message is kept for a human
             log.exception("mailbox %s: UID %s %s: triage failed", mailbox, raw.uid, parsed.message_id)
             status, error = FAILED, f"{type(exc).__name__}: {exc}"
+    due_at, thread_of = None, None
+    if status != SKIPPED and options.deadlines is not None:
+        due_at, thread_of = _deadline(parsed, mailbox, store, options.deadlines, raw.internal_date or now, decision,
+                                      classification)  # fmt: skip
     store.record(
-        mailbox, raw, parsed, status=status, now=now, error=error, classification=classification, decision=decision
-    )
+        mailbox, raw, parsed, status=status, now=now, error=error, classification=classification, decision=decision,
+        due_at=due_at, thread_of=thread_of,
+    )  # fmt: skip
     if status == FAILED:
         report.failed += 1
     elif status == SKIPPED:
@@ -233,6 +241,25 @@ def _process(
         parsed.kind_reason, f"; {len(parsed.defects)} defects" if parsed.defects else "",
     )  # fmt: skip
     return parsed
+
+
+def _deadline(
+    parsed: ParsedEmail,
+    mailbox: str,
+    store: Store,
+    policy: Policy,
+    received: datetime,
+    decision: RouteDecision | None,
+    classification: Classification | None,
+) -> tuple[datetime | None, int | None]:
+    """A customer message's due time, or the open message it follows up on (whose clock it shares: writing again
+    before an answer does not restart the clock)."""
+    named = [m for m in (parsed.in_reply_to, *parsed.references) if m]
+    waiting = store.open_thread(mailbox, named)
+    if waiting is not None:
+        return None, waiting.id
+    category = decision.category if decision else classification.category if classification else None
+    return policy.due(received, category), None
 
 
 def _status(classification: Classification | None, decision: RouteDecision | None) -> str:

@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
@@ -19,7 +20,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from mailtriage.corrections import sweep
+from mailtriage.corrections import sweep as corrections_sweep
+from mailtriage.deadlines import Policy, policy_from_settings
 from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
 from mailtriage.mailbox import Mailbox, open_mailbox
 from mailtriage.mailbox.imap import ImapMailbox
@@ -27,8 +29,18 @@ from mailtriage.models import Classification, ParsedEmail
 from mailtriage.pipeline import CycleOptions, CycleReport, Triage, no_stages, run_cycle
 from mailtriage.settings import ScheduleSettings, Settings
 from mailtriage.store import Store
+from mailtriage.watch import Signals, sweep_deadlines
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Work for each mailbox apart from the poll, every ``interval`` seconds."""
+
+    name: str
+    run: Callable[[Mailbox], object]
+    interval: float
 
 
 def utcnow() -> datetime:
@@ -52,7 +64,7 @@ class Daemon:
         now: Callable[[], datetime] = utcnow,
         stages: Triage = no_stages,
         jobs: Sequence[tuple[Callable[[], object], BaseTrigger]] = (),
-        sweep: Callable[[Mailbox], None] | None = None,
+        sweeps: Sequence[Sweep] = (),
     ) -> None:
         self.mailboxes = list(mailboxes)
         self.store = store
@@ -62,9 +74,9 @@ class Daemon:
         self.stages = stages
         self.jobs = list(jobs)
         """Further scheduled work: (function, when)."""
-        self.sweep = sweep
-        """Work apart from the poll for one mailbox (reading agents' corrections): after ``run_once``, and every
-        ``schedule.corrections_interval`` in the daemon."""
+        self.sweeps = list(sweeps)
+        """Work apart from the poll for each mailbox (deadlines, agents' corrections): after ``run_once``, and
+        each on its own interval in the daemon."""
         self.stop = threading.Event()
         self._failures = {mailbox.name: 0 for mailbox in self.mailboxes}
 
@@ -100,14 +112,18 @@ class Daemon:
             self.close()
 
     def sweep_all(self) -> None:
-        """Run the sweep for every mailbox; one that fails is logged and tried again at the next sweep."""
-        if self.sweep is None:
-            return
+        for sweep in self.sweeps:
+            self.run_sweep(sweep)
+
+    def run_sweep(self, sweep: Sweep) -> None:
+        """Run a sweep for every mailbox; one that fails is logged and tried again at the next sweep."""
         for mailbox in self.mailboxes:
+            if self.stop.is_set():
+                return
             try:
-                self.sweep(mailbox)
+                sweep.run(mailbox)
             except (MailboxError, StoreError) as exc:
-                log.warning("%s; corrections will be read at the next sweep", exc)
+                log.warning("%s; the %s sweep goes on at its next run", exc, sweep.name)
 
     def close(self) -> None:
         for mailbox in self.mailboxes:
@@ -130,8 +146,8 @@ class Daemon:
                 )  # fmt: skip
             for function, trigger in self.jobs:
                 scheduler.add_job(function, trigger)
-            if self.sweep is not None:
-                scheduler.add_job(self.sweep_all, IntervalTrigger(seconds=self.schedule.corrections_interval))
+            for sweep in self.sweeps:
+                scheduler.add_job(self.run_sweep, IntervalTrigger(seconds=sweep.interval), args=[sweep], id=sweep.name)
             scheduler.start()
             if self.schedule.idle:
                 for mailbox in self.mailboxes:
@@ -201,6 +217,7 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
         batch_size=settings.intake.batch_size,
         max_per_cycle=settings.intake.max_per_cycle,
         backfill_days=settings.intake.backfill_days,
+        deadlines=policy_from_settings(settings),
     )
     from mailtriage.classify import Predictor, load, load_or_build_default
     from mailtriage.training import default_sources, retrain
@@ -224,10 +241,38 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
     window = timedelta(days=settings.schedule.corrections_window_days)
 
     def corrections(mailbox: Mailbox) -> None:
-        sweep(mailbox, store, folders, keywords, now(), window)
+        corrections_sweep(mailbox, store, folders, keywords, now(), window)
 
+    sweeps = [Sweep("corrections", corrections, settings.schedule.corrections_interval)]
+    if options.deadlines is not None:
+        sweeps.insert(0, deadline_sweep(settings, store, options.deadlines, now))
     triage = triage_from_settings(settings, predictor)
-    return Daemon(mailboxes, store, options, settings.schedule, now, triage, jobs, corrections)
+    return Daemon(mailboxes, store, options, settings.schedule, now, triage, jobs, sweeps)
+
+
+def deadline_sweep(settings: Settings, store: Store, policy: Policy, now: Callable[[], datetime]) -> Sweep:
+    """The deadline sweep of a configuration, with its digest and webhook."""
+    from mailtriage.notify import Notifier, Webhook
+
+    d = settings.deadlines
+    digest = None
+    if d.digest_to:
+        notifier, to = Notifier(settings.smtp), d.digest_to
+
+        def digest(subject: str, body: str, at: datetime) -> None:
+            notifier.send(to, subject, body, at)
+
+    webhook = Webhook(d.webhook_url, d.webhook_timeout).post if d.webhook_url else None
+    signals = Signals(digest=digest, webhook=webhook)
+
+    def run(mailbox: Mailbox) -> None:
+        report = sweep_deadlines(mailbox, store, policy, now(), signals)
+        if report.answered or report.transitions or report.failed:
+            log.info("mailbox %s: deadlines: %d answered, %s, %d signals given, %d failed", mailbox.name,
+                     report.answered, ", ".join(f"{n} now {s}" for s, n in report.transitions.items()) or "no changes",
+                     report.signalled, report.failed)  # fmt: skip
+
+    return Sweep("deadlines", run, d.sweep_interval)
 
 
 def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], Classification]) -> Triage:

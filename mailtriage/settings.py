@@ -556,4 +556,13 @@ def masked(settings: Settings) -> dict[str, Any]:
         if mailbox.secret is not None:
             data["mailboxes"][index]["secret"] = mailbox.secret.describe()
     data["store"]["url"] = make_url(settings.store.url).render_as_string(hide_password=True)
+    if settings.deadlines.webhook_url:
+        # A webhook URL often carries its token in the path (Slack, Teams, Mattermost): only the site is shown.
+        data["deadlines"]["webhook_url"] = webhook_site(settings.deadlines.webhook_url) + "/(hidden)"
     return data
+
+
+def webhook_site(url: str) -> str:
+    """The scheme and host of a URL, which may be shown (its path and query may hold a token)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0].rpartition('@')[2]}"

@@ -74,9 +74,11 @@ class MessageRecord:
 
     @property
     def response_time(self) -> timedelta | None:
-        if self.answered_at is None or self.received_at is None:
-            return None
-        return self.answered_at - self.received_at
+        """From arrival to first response, in real time; None while unanswered."""
+        return None if self.answered_at is None else self.response_time_at(self.answered_at)
+
+    def response_time_at(self, answered_at: datetime) -> timedelta:
+        return answered_at - (self.received_at or self.recorded_at)
 
 
 @dataclass(frozen=True)
@@ -315,10 +317,13 @@ class Store:
             self._audit(db, record.mailbox, record.id, "relocated", detail, now)
             self._save_state(db, record.mailbox, raw.folder, SyncState(raw.uidvalidity, raw.uid), now)
 
-    def messages(self, mailbox: str | None = None) -> list[MessageRecord]:
+    def messages(self, mailbox: str | None = None, since: datetime | None = None) -> list[MessageRecord]:
+        """Every message (of ``mailbox``, recorded since ``since``), oldest first."""
         query = sa.select(self.messages_table).order_by(self.messages_table.c.id)
         if mailbox is not None:
             query = query.where(self.messages_table.c.mailbox == mailbox)
+        if since is not None:
+            query = query.where(self.messages_table.c.recorded_at >= _naive(since))
         with self._transaction() as db:
             return [_record(row) for row in db.execute(query)]
 
@@ -529,7 +534,9 @@ class Store:
         found = []
         for row in rows:
             message = _record(_Row({key.name: row[key] for key in self.messages_table.c}))
-            found.append(Signal(row[signals.id], message, row[signals.state], row[signals.channel], row[signals.attempts]))
+            found.append(
+                Signal(row[signals.id], message, row[signals.state], row[signals.channel], row[signals.attempts])
+            )
         return found
 
     def signal_given(self, signal: Signal, *, now: datetime) -> None:

@@ -1,11 +1,24 @@
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
-from mailtriage.deadlines import Calendar, State, WarningRule, due, state
+from mailtriage.deadlines import (
+    Calendar,
+    State,
+    WarningRule,
+    due,
+    format_span,
+    parse_when,
+    policy_from_settings,
+    state,
+)
+from mailtriage.settings import Category, DeadlineSettings, MailboxSettings, Settings
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -101,3 +114,91 @@ def test_the_night_is_not_working_time_so_no_warning_comes_at_midnight() -> None
     rule = WarningRule(left=timedelta(hours=2))
     assert state(received, DAY, office, at(PARIS, 2026, 11, 25, 0, 0), warning=rule) is State.ON_TRACK
     assert state(received, DAY, office, at(PARIS, 2026, 11, 25, 12, 0), warning=rule) is State.WARNING
+
+
+def config(**deadlines: object) -> Settings:
+    mailbox = MailboxSettings(name="support", maildir=Path("mail"))
+    categories = (
+        Category(name="billing", target_hours=8),
+        Category(name="feedback", target_hours=0),
+        Category(name="repair"),
+    )
+    return Settings(mailboxes=(mailbox,), categories=categories, deadlines=DeadlineSettings.model_validate(deadlines))
+
+
+def test_the_configured_business_calendar_and_category_targets_make_the_due_times() -> None:
+    policy = policy_from_settings(config(
+        clock="business", target_hours=16,
+        calendar={"timezone": "Europe/Paris", "monday": ["09:00-12:00", "14:00-19:00"], "friday": ["09:00-17:00"],
+                  "tuesday": [], "wednesday": [], "thursday": [], "holidays": ["2026-11-23"]},
+    ))  # fmt: skip
+    assert policy is not None
+    friday_noon = at(PARIS, 2026, 11, 20, 12, 0)
+    # Friday 12-17 (5 h), Monday the 23rd is a holiday, Friday 27 9-17 (8 h), Monday 30 9-12 (3 h) = 16 h.
+    assert policy.due(friday_noon, "repair") == at(PARIS, 2026, 11, 30, 12, 0)
+    # billing's own 8 hours: Friday 12-17, then Friday 27 9-12.
+    assert policy.due(friday_noon, "billing") == at(PARIS, 2026, 11, 27, 12, 0)
+    assert policy.due(friday_noon, "feedback") is None  # a target of 0: no deadline
+    assert policy.due(friday_noon, None) == policy.due(friday_noon, "repair")  # unclassified: the default
+
+
+def test_the_default_clock_is_wall_clock_and_deadlines_can_be_turned_off() -> None:
+    policy = policy_from_settings(config())
+    assert policy is not None and policy.calendar.always_open
+    sunday_night = at(PARIS, 2026, 11, 22, 23, 0)
+    assert policy.due(sunday_night, "repair") == sunday_night + timedelta(hours=24)
+    assert policy.warning == WarningRule(left=timedelta(hours=4), share=None)
+    assert policy_from_settings(config(enabled=False)) is None
+
+
+@pytest.mark.parametrize(
+    "deadlines,expected",
+    [
+        ({"calendar": {"timezone": "Europe/Pariss"}}, "an IANA time zone"),
+        ({"calendar": {"monday": ["9-17"]}}, "HH:MM-HH:MM"),
+        ({"calendar": {"monday": ["13:00-18:00", "09:00-12:00"]}}, "in order"),
+        ({"calendar": {d: [] for d in ("monday", "tuesday", "wednesday", "thursday", "friday")}}, "at least one"),
+        ({"warn_hours_left": None}, "warn_hours_left or warn_share"),
+        ({"warn_share": 1.5}, "less than 1"),
+        ({"digest_to": "leads@example.com"}, "an [smtp] host"),
+    ],
+)
+def test_a_calendar_or_warning_that_cannot_work_is_refused(deadlines: dict[str, object], expected: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(expected)):
+        config(**deadlines)
+
+
+def test_a_span_may_run_to_midnight() -> None:
+    policy = policy_from_settings(config(clock="business", calendar={"saturday": ["20:00-24:00"]}))
+    assert policy is not None
+    saturday = at(ZoneInfo("UTC"), 2026, 11, 21, 22, 0)
+    assert policy.due(saturday, "billing") == at(ZoneInfo("UTC"), 2026, 11, 23, 15, 0)  # 2 h Sat, 6 h Mon 9-15
+
+
+NOW = datetime(2026, 11, 23, 20, 0, tzinfo=ZoneInfo("UTC"))  # 21:00 in Paris
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("tomorrow 9:00", at(PARIS, 2026, 11, 24, 9, 0)),
+        ("17:00", at(PARIS, 2026, 11, 23, 17, 0)),
+        ("+3h", NOW + timedelta(hours=3)),
+        ("+90m", NOW + timedelta(minutes=90)),
+        ("+2d", NOW + timedelta(days=2)),
+        ("2026-11-24", at(PARIS, 2026, 11, 24, 0, 0)),
+        ("2026-11-24 09:00", at(PARIS, 2026, 11, 24, 9, 0)),
+        ("2026-11-24T09:00+00:00", at(ZoneInfo("UTC"), 2026, 11, 24, 9, 0)),
+    ],
+)
+def test_a_time_for_deadlines_at_is_read_in_the_calendars_zone(text: str, expected: datetime) -> None:
+    assert parse_when(text, NOW, "Europe/Paris") == expected
+
+
+def test_a_time_that_is_not_one_is_refused_with_the_forms_that_work() -> None:
+    with pytest.raises(ValueError, match="tomorrow 9:00"):
+        parse_when("next blue moon", NOW, "Europe/Paris")
+
+
+def test_spans_read_as_people_write_them() -> None:
+    assert [format_span(timedelta(minutes=m)) for m in (5, 65, 60 * 50, -90)] == ["5m", "1h 05m", "2d 2h", "-1h 30m"]

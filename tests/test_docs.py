@@ -36,7 +36,7 @@ def test_the_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_example_config_documents_every_setting() -> None:
     text = EXAMPLE.read_text()
     documented = set(re.findall(r"^#?\s*([a-z_]+)\s*=", text, flags=re.MULTILINE))
-    documented |= set(re.findall(r"^\[+(?:mailboxes\.)?([a-z_]+)\]+", text, flags=re.MULTILINE))
+    documented |= set(re.findall(r"^\[+(?:[a-z_]+\.)*([a-z_]+)\]+", text, flags=re.MULTILINE))
     assert setting_keys(Settings) - documented == set()
 
 

@@ -23,8 +23,9 @@ class Mailbox(Protocol):
         """UIDs in ``folder`` greater than ``uid``, ascending."""
         ...
 
-    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[RawMessage]:
-        """The messages with these UIDs, ascending; UIDs that no longer exist are left out."""
+    def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
+        """The messages with these UIDs, ascending; UIDs that no longer exist are left out. ``headers_only``: the
+        header section alone (what the deadline sweep reads of a reply)."""
         ...
 
     def close(self) -> None:
@@ -56,6 +57,15 @@ class Mailbox(Protocol):
     def move(self, folder: str, uid: int, destination: str) -> None:
         """Move a message to ``destination``, creating that folder if it is missing. Never deletes anything else."""
         ...
+
+
+def header_section(data: bytes) -> bytes:
+    """The header section of a raw message, up to and including the blank line that ends it."""
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = data.find(separator)
+        if end != -1:
+            return data[: end + len(separator)]
+    return data
 
 
 def open_mailbox(settings: MailboxSettings) -> Mailbox:

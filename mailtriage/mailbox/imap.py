@@ -152,27 +152,28 @@ class ImapMailbox:
         # "n:*" always matches the highest UID, even one below n.
         return sorted(u for u in found if u > uid)
 
-    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[RawMessage]:
+    def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
         if not uids:
             return
+        section, key = ("BODY.PEEK[HEADER]", b"BODY[HEADER]") if headers_only else ("BODY.PEEK[]", b"BODY[]")
         with self._session() as client:
             server_folder = self._server_name(client, folder)
             uidvalidity = self._opened(client, server_folder).uidvalidity
-            sizes = client.fetch(list(uids), ["RFC822.SIZE"])
+            sizes = {uid: {} for uid in uids} if headers_only else client.fetch(list(uids), ["RFC822.SIZE"])
         for chunk in _by_size(sorted(sizes), {u: int(sizes[u].get(b"RFC822.SIZE", 0)) for u in sizes}):
             with self._session() as client:
                 if self._opened(client, server_folder).uidvalidity != uidvalidity:
                     return  # renumbered meanwhile: the next cycle resyncs
-                found = client.fetch(chunk, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+                found = client.fetch(chunk, [section, "FLAGS", "INTERNALDATE"])
             for uid in sorted(found):
                 item = found[uid]
-                if b"BODY[]" not in item:
+                if key not in item:
                     continue
                 yield RawMessage(
                     folder=folder,
                     uidvalidity=uidvalidity,
                     uid=uid,
-                    data=bytes(item[b"BODY[]"]),
+                    data=bytes(item[key]),
                     flags=frozenset(_text(f) for f in item.get(b"FLAGS", ())),
                     internal_date=_aware(item.get(b"INTERNALDATE")),
                 )

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailtriage.errors import MailboxError
+from mailtriage.mailbox import header_section
 from mailtriage.models import FolderStatus, RawMessage
 
 UID_FILE = ".mailtriage-uids.json"
@@ -77,7 +78,7 @@ class MaildirMailbox:
         _, uid_map = self._refresh(folder)
         return sorted(u for u in uid_map.uids.values() if u > uid)
 
-    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[RawMessage]:
+    def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
         box, uid_map = self._refresh(folder)
         keys = {uid: key for key, uid in uid_map.uids.items()}
         for uid in sorted(uids):
@@ -91,7 +92,9 @@ class MaildirMailbox:
                 continue  # removed by another client since it was listed
             flags = frozenset(_FLAGS[f] for f in message.get_flags() if f in _FLAGS)
             received = datetime.fromtimestamp(message.get_date(), UTC)
-            yield RawMessage(folder, uid_map.uidvalidity, uid, data, flags, received)
+            yield RawMessage(
+                folder, uid_map.uidvalidity, uid, header_section(data) if headers_only else data, flags, received
+            )
 
     def close(self) -> None:
         self._maps.clear()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mailtriage.errors import MailboxError
+from mailtriage.mailbox import header_section
 from mailtriage.models import FolderStatus, RawMessage
 
 
@@ -57,13 +58,15 @@ class MemoryMailbox:
     def uids_above(self, folder: str, uid: int) -> list[int]:
         return sorted(u for u in self._folders[folder].messages if u > uid)
 
-    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[RawMessage]:
+    def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
         box = self._folders[folder]
         for uid in sorted(uids):
             if uid in box.messages:
                 data, flags, date = box.messages[uid]
                 self.fetched.append(uid)
-                yield RawMessage(folder, box.uidvalidity, uid, data, flags, date)
+                yield RawMessage(
+                    folder, box.uidvalidity, uid, header_section(data) if headers_only else data, flags, date
+                )
 
     def close(self) -> None:
         pass

@@ -1,0 +1,315 @@
+"""Watching first responses: the deadline sweep, apart from the poll, over the messages still waiting only.
+
+Each sweep, for one mailbox: replies that arrived in the Sent folder since the last sweep stop their messages'
+clocks (In-Reply-To or References naming them); so does a ``\\Answered`` flag set by a mail client; then each
+message still waiting moves on to ``warning`` or ``breached`` when its time has come, recorded once with the
+signals it owes; then owed signals are given: ``\\Flagged`` and a keyword on the server, one digest email, one
+webhook post per transition. A signal that fails stays owed and is tried again at the next sweep; the sweep never
+touches the poll.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from mailtriage.deadlines import Policy, State, format_span, later
+from mailtriage.errors import MailboxError, NotifyError
+from mailtriage.mailbox import Mailbox
+from mailtriage.models import RawMessage
+from mailtriage.parse import parse_message
+from mailtriage.store import MessageRecord, Signal, Store, SyncState
+
+log = logging.getLogger(__name__)
+
+SOON_KEYWORD = "$DeadlineSoon"
+OVERDUE_KEYWORD = "$Overdue"
+FLAGS = {State.WARNING.value: ("\\Flagged", SOON_KEYWORD), State.BREACHED.value: ("\\Flagged", OVERDUE_KEYWORD)}
+SENT_FIRST_LOOK = 500
+"""On first sight of a Sent folder, the replies looked at are its newest this many: older ones predate mailtriage."""
+BY_SENT = "reply in Sent"
+BY_FLAG = "\\Answered flag"
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Where deadline signals go besides the flags on the server; each optional."""
+
+    digest: Callable[[str, str, datetime], None] | None = None
+    """(subject, body, now): one email per sweep listing its transitions; raises NotifyError."""
+    webhook: Callable[[Mapping[str, Any]], None] | None = None
+    """(payload): one JSON post per transition; raises NotifyError."""
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return ("flags", *(["digest"] if self.digest else []), *(["webhook"] if self.webhook else []))
+
+
+@dataclass
+class SweepReport:
+    mailbox: str
+    answered: int = 0
+    transitions: dict[str, int] = field(default_factory=dict)
+    signalled: int = 0
+    failed: int = 0
+
+
+def sweep_deadlines(
+    mailbox: Mailbox,
+    store: Store,
+    policy: Policy,
+    now: datetime,
+    signals: Signals = Signals(),
+    *,
+    batch_size: int = 100,
+    limit: int = 2000,
+) -> SweepReport:
+    """One sweep of ``mailbox``'s deadlines at ``now``. A lost connection raises MailboxError (the next sweep goes
+    on from where this one stopped); every other failure is recorded and left for the next sweep."""
+    report = SweepReport(mailbox.name)
+    _replies_in_sent(mailbox, store, now, report, batch_size, limit)
+    waiting = _answered_by_flag(mailbox, store, store.watched(mailbox.name, now, policy.watch), now, report)
+    for record in waiting:
+        assert record.due_at is not None and record.deadline_state is not None
+        new = policy.state(record.due_at, record.category, now)
+        if later(new, State(record.deadline_state)) and store.transition(record, new.value, signals.channels, now=now):
+            report.transitions[new.value] = report.transitions.get(new.value, 0) + 1
+            log.info("mailbox %s: %s from %s %r is %s: due %s (%s)",
+                     record.mailbox, record.message_id, record.sender, record.subject, new.value,
+                     _local(record.due_at, policy), _left(record.due_at, now))  # fmt: skip
+    _give_signals(mailbox, store, policy, signals, now, report)
+    return report
+
+
+# --- what stops the clock ----------------------------------------------------------------------------------------
+
+
+def _replies_in_sent(
+    mailbox: Mailbox, store: Store, now: datetime, report: SweepReport, batch_size: int, limit: int
+) -> None:
+    """Read the headers of what arrived in Sent since the last sweep: a reply naming a waiting message (or one of
+    its follow-ups) answers it, at the time the reply was filed."""
+    sent = mailbox.special_folder("sent")
+    if not sent:
+        return
+    try:
+        status = mailbox.status(sent)
+    except MailboxError as exc:
+        if exc.retryable:
+            raise
+        return  # no such folder (yet): nothing was sent
+    state = store.sync_state(mailbox.name, sent)
+    if state is None or state.uidvalidity != status.uidvalidity:
+        last = max(0, status.uidnext - 1 - SENT_FIRST_LOOK)
+        store.set_sync_state(mailbox.name, sent, SyncState(status.uidvalidity, last), now)
+    else:
+        last = state.last_uid
+    if status.uidnext <= last + 1:
+        return
+    uids = mailbox.uids_above(sent, last)[:limit]
+    for start in range(0, len(uids), batch_size):
+        chunk = uids[start : start + batch_size]
+        for raw in mailbox.fetch(sent, chunk, headers_only=True):
+            _reply(raw, mailbox.name, store, now, report)
+        store.set_sync_state(mailbox.name, sent, SyncState(status.uidvalidity, chunk[-1]), now)
+
+
+def _reply(raw: RawMessage, mailbox: str, store: Store, now: datetime, report: SweepReport) -> None:
+    reply = parse_message(raw.data, internal_date=raw.internal_date)
+    named = [m for m in (reply.in_reply_to, *reply.references) if m]
+    waiting = store.open_thread(mailbox, named)
+    if waiting is None:
+        return
+    # Filed in Sent when it was sent: the server's INTERNALDATE, else its Date; never before the question, nor later
+    # than now (a client's clock can be wrong).
+    at = raw.internal_date or reply.date or now
+    if waiting.received_at is not None:
+        at = max(at, waiting.received_at)
+    _answer(store, waiting, min(at, now), BY_SENT, now, report)
+
+
+def _answered_by_flag(
+    mailbox: Mailbox, store: Store, waiting: list[MessageRecord], now: datetime, report: SweepReport
+) -> list[MessageRecord]:
+    """Answer the waiting messages a client flagged ``\\Answered`` (or whose follow-up it flagged); the rest go on
+    waiting. A message no longer where it was recorded is looked for where it was routed."""
+    by_id = {record.id: record for record in waiting}
+    answered: set[int] = set()
+    looked = _flags(mailbox, store, [*waiting, *store.follow_ups(list(by_id))], now)
+    for record, flags in looked:
+        root = by_id.get(record.thread_of or record.id)
+        if root is not None and "\\Answered" in flags and root.id not in answered:
+            answered.add(root.id)
+            _answer(store, root, now, BY_FLAG, now, report)
+    return [record for record in waiting if record.id not in answered]
+
+
+def _flags(
+    mailbox: Mailbox, store: Store, records: Iterable[MessageRecord], now: datetime
+) -> list[tuple[MessageRecord, frozenset[str]]]:
+    by_folder: dict[str, list[MessageRecord]] = {}
+    for record in records:
+        by_folder.setdefault(record.folder, []).append(record)
+    found: list[tuple[MessageRecord, frozenset[str]]] = []
+    missing: list[MessageRecord] = []
+    for folder, mine in by_folder.items():
+        try:
+            flags = mailbox.flags(folder, [r.uid for r in mine])
+        except MailboxError as exc:
+            if exc.retryable:
+                raise
+            flags = {}  # the folder is gone
+        for record in mine:
+            if record.uid in flags:
+                found.append((record, flags[record.uid]))
+            else:
+                missing.append(record)
+    for record in missing:
+        moved = _relocate(mailbox, store, record)
+        if moved is not None:
+            found.extend((moved, flags) for flags in mailbox.flags(moved.folder, [moved.uid]).values())
+    return found
+
+
+def _relocate(mailbox: Mailbox, store: Store, record: MessageRecord) -> MessageRecord | None:
+    """Find a message moved since it was recorded (by its route, before a correction sweep saw it) by its
+    Message-ID in the folder it was routed to, and note its new place."""
+    folder = (record.route or {}).get("folder")
+    if not folder or folder == record.folder or record.message_id.startswith("<mailtriage."):
+        return None
+    try:
+        uids = mailbox.find(folder, "Message-ID", record.message_id)
+        if not uids:
+            return None
+        uidvalidity = mailbox.status(folder).uidvalidity
+    except MailboxError as exc:
+        if exc.retryable:
+            raise
+        return None
+    place = RawMessage(folder, uidvalidity, uids[-1], b"", frozenset(), None)
+    store.locate(record, place)
+    return _moved(record, place)
+
+
+def _moved(record: MessageRecord, place: RawMessage) -> MessageRecord:
+    return replace(record, folder=place.folder, uidvalidity=place.uidvalidity, uid=place.uid)
+
+
+def _answer(store: Store, record: MessageRecord, at: datetime, how: str, now: datetime, report: SweepReport) -> None:
+    if store.answer(record, at, how, now=now):
+        report.answered += 1
+        took = format_span(record.response_time_at(at))
+        log.info("mailbox %s: %s from %s answered (%s) after %s%s",
+                 record.mailbox, record.message_id, record.sender, how, took,
+                 "" if record.due_at is None or at <= record.due_at else ", after its deadline")  # fmt: skip
+
+
+# --- signals -----------------------------------------------------------------------------------------------------
+
+
+def _give_signals(
+    mailbox: Mailbox, store: Store, policy: Policy, signals: Signals, now: datetime, report: SweepReport
+) -> None:
+    owed = store.pending_signals(mailbox.name)
+    digest: list[Signal] = []
+    for signal in owed:
+        if signal.channel == "flags":
+            try:
+                mailbox.add_flags(signal.message.folder, signal.message.uid, FLAGS[signal.state])
+            except MailboxError as exc:
+                _failed(store, signal, str(exc), now, report)
+                if exc.retryable:
+                    raise
+                continue
+            _given(store, signal, now, report)
+        elif signal.channel == "digest" and signals.digest is not None:
+            digest.append(signal)
+        elif signal.channel == "webhook" and signals.webhook is not None:
+            try:
+                signals.webhook(payload(signal, policy, now))
+            except NotifyError as exc:
+                _failed(store, signal, str(exc), now, report)
+                continue
+            _given(store, signal, now, report)
+    if digest and signals.digest is not None:
+        subject, body = digest_text(mailbox.name, digest, policy, now)
+        try:
+            signals.digest(subject, body, now)
+        except NotifyError as exc:
+            for signal in digest:
+                _failed(store, signal, str(exc), now, report)
+            return
+        for signal in digest:
+            _given(store, signal, now, report)
+
+
+def _given(store: Store, signal: Signal, now: datetime, report: SweepReport) -> None:
+    store.signal_given(signal, now=now)
+    report.signalled += 1
+
+
+def _failed(store: Store, signal: Signal, error: str, now: datetime, report: SweepReport) -> None:
+    store.signal_failed(signal, error, now=now)
+    report.failed += 1
+    log.warning("mailbox %s: %s: the %s signal (%s) failed, tried again at the next sweep: %s",
+                signal.message.mailbox, signal.message.message_id, signal.channel, signal.state, error)  # fmt: skip
+
+
+def payload(signal: Signal, policy: Policy, now: datetime) -> dict[str, Any]:
+    """The JSON posted to the webhook for one transition. ``id`` is the same for every attempt of it, so a
+    receiver can drop a repeat."""
+    record = signal.message
+    assert record.due_at is not None
+    return {
+        "id": f"{record.mailbox}/{record.id}/{signal.state}",
+        "event": f"deadline.{signal.state}",
+        "state": signal.state,
+        "mailbox": record.mailbox,
+        "folder": record.folder,
+        "message_id": record.message_id,
+        "sender": record.sender,
+        "subject": record.subject,
+        "category": record.corrected or record.category,
+        "received_at": record.received_at.isoformat() if record.received_at else None,
+        "due_at": record.due_at.isoformat(),
+        "at": now.astimezone(UTC).isoformat(),
+        "text": _line(record, signal.state, policy, now),
+    }
+
+
+def digest_text(mailbox: str, owed: list[Signal], policy: Policy, now: datetime) -> tuple[str, str]:
+    """The subject and body of the digest email for ``owed`` transitions: overdue first, then due soon."""
+    overdue = [s for s in owed if s.state == State.BREACHED.value]
+    soon = [s for s in owed if s.state == State.WARNING.value]
+    counts = [f"{len(overdue)} overdue" if overdue else "", f"{len(soon)} due soon" if soon else ""]
+    subject = f"[mailtriage] {mailbox}: {', '.join(c for c in counts if c)}"
+    lines = [f"First-response deadlines in {mailbox}, {_local(now, policy)}:", ""]
+    for title, group in (("Overdue, not answered yet:", overdue), ("Due soon:", soon)):
+        if group:
+            lines.append(title)
+            lines.extend(f"  - {_line(s.message, s.state, policy, now)}" for s in group)
+            lines.append("")
+    lines.append("Answer from your mail client: a reply in Sent, or the \\Answered flag, stops the clock.")
+    return subject, "\n".join(lines)
+
+
+def _line(record: MessageRecord, state: str, policy: Policy, now: datetime) -> str:
+    assert record.due_at is not None
+    what = "overdue" if state == State.BREACHED.value else "due soon"
+    return (
+        f"{what}: {record.subject!r} from {record.sender or '(no sender)'} "
+        f"[{record.corrected or record.category or 'unclassified'}], due {_local(record.due_at, policy)} "
+        f"({_left(record.due_at, now)}), in {record.folder}"
+    )
+
+
+def _local(moment: datetime, policy: Policy) -> str:
+    return moment.astimezone(ZoneInfo(policy.display_zone)).strftime("%a %d %b %H:%M %Z")
+
+
+def _left(due: datetime, now: datetime) -> str:
+    return f"{format_span(due - now)} left" if due > now else f"{format_span(now - due)} ago"

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -461,7 +462,6 @@ def review(
       mailtriage review --decided-by rule --since 2026-11-23
       mailtriage review --status needs-human --json
     """
-    from datetime import UTC
 
     settings = _settings(ctx)
     store = Store(settings.store.url)
@@ -501,6 +501,111 @@ def review(
             row["decided_by"] or "", "yes" if row["draft"] else "no", row["folder"] or "", row["status"],
         )  # fmt: skip
     Console().print(table)
+
+
+@main.command()
+@click.option("--at", "at", help="Show the states as they will be then: '2026-11-24 09:00', 'tomorrow 9:00', '+3h'.")
+@click.option("--mailbox", help="Only this mailbox.")
+@click.option("--json", "as_json", is_flag=True, help="Print the messages as JSON.")
+@click.pass_context
+@_errors_as_lines
+def deadlines(ctx: click.Context, at: str | None, mailbox: str | None, as_json: bool) -> None:
+    """Messages waiting for a first response, soonest due first: sender, subject, category, due time, time
+    left and state (on-track, warning, breached). Times are in the calendar's time zone; --at without a zone too.
+
+    \b
+    Example:
+      mailtriage deadlines
+      mailtriage deadlines --at "tomorrow 9:00"     # what is overdue by tomorrow at nine?
+      mailtriage deadlines --json
+    """
+    from zoneinfo import ZoneInfo
+
+    from mailtriage.deadlines import format_span, parse_when, policy_from_settings
+    from mailtriage.scheduler import utcnow
+
+    settings = _settings(ctx)
+    policy = policy_from_settings(settings)
+    if policy is None:
+        click.echo("Deadlines are turned off (deadlines.enabled = false).")
+        return
+    now = utcnow()
+    try:
+        moment = parse_when(at, now, policy.display_zone) if at else now
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--at") from None
+    zone = ZoneInfo(policy.display_zone)
+    rows: list[dict[str, Any]] = []
+    for record in Store(settings.store.url).open_deadlines(mailbox):
+        assert record.due_at is not None
+        rows.append({
+            "mailbox": record.mailbox, "sender": record.sender, "subject": record.subject,
+            "category": record.corrected or record.category, "received_at": _iso(record.received_at),
+            "due_at": record.due_at.isoformat(), "left_seconds": int((record.due_at - moment).total_seconds()),
+            "state": policy.state(record.due_at, record.category, moment).value, "folder": record.folder,
+        })  # fmt: skip
+    if as_json:
+        click.echo(json.dumps({"at": moment.isoformat(), "messages": rows}, indent=2, ensure_ascii=False))
+        return
+    when = "now" if at is None else moment.astimezone(zone).strftime("at %a %d %b %H:%M %Z")
+    table = Table(title=f"{len(rows)} messages waiting for a first response, {when}", expand=True)
+    for column in ("From", "Subject", "Category", "Due", "Left", "State"):
+        table.add_column(column, no_wrap=column not in ("From", "Subject"), overflow="ellipsis")
+    colours = {"on-track": "green", "warning": "yellow", "breached": "bold red"}
+    for row in rows:
+        due = datetime.fromisoformat(row["due_at"]).astimezone(zone).strftime("%a %d %b %H:%M")
+        left = format_span(timedelta(seconds=row["left_seconds"]))
+        style = colours[row["state"]]
+        table.add_row(row["sender"], row["subject"], row["category"] or "", due, left,
+                      f"[{style}]{row['state']}[/{style}]")  # fmt: skip
+    Console().print(table)
+
+
+@main.command()
+@click.option("--since", type=click.DateTime(), help="Only mail received since this day (UTC), e.g. 2026-11-01.")
+@click.option("--mailbox", help="Only this mailbox.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print one CSV line per category and language.")
+@click.option("--png", type=click.Path(path_type=Path, dir_okay=False), help="Also draw a chart into this PNG file.")
+@click.pass_context
+@_errors_as_lines
+def report(
+    ctx: click.Context, since: datetime | None, mailbox: str | None, as_json: bool, as_csv: bool, png: Path | None
+) -> None:
+    """Per category and language: volume, median and 90th-percentile first-response time (on the configured
+    clock), share answered within target, breaches, share classified automatically above the threshold,
+    corrections by agents; and the words and phrases customers use most in each category.
+
+    \b
+    Example:
+      mailtriage report --since 2026-11-01
+      mailtriage report --csv > november.csv
+      mailtriage report --since 2026-11-01 --png november.png
+    """
+    from mailtriage.deadlines import policy_from_settings
+    from mailtriage.report import build_report, chart, render, to_csv, to_json
+    from mailtriage.scheduler import utcnow
+
+    if as_json and as_csv:
+        raise click.UsageError("--json or --csv, not both")
+    settings = _settings(ctx)
+    start = since.replace(tzinfo=UTC) if since else None
+    records = Store(settings.store.url).messages(mailbox, since=start)
+    built = build_report(records, policy=policy_from_settings(settings), threshold=settings.classifier.threshold,
+                         since=start, now=utcnow())  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(to_json(built), indent=2, ensure_ascii=False))
+    elif as_csv:
+        click.echo(to_csv(built), nl=False)
+    else:
+        render(built, Console())
+    if png is not None:
+        chart(built, png)
+        click.echo(f"Chart written to {png}", err=as_json or as_csv)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 @main.group("templates")

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -7,6 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from mailtriage.cli import main
+from mailtriage.models import RawMessage
+from mailtriage.parse import parse_message
+from mailtriage.store import Store
 
 IMAP = """
 [[mailboxes]]
@@ -133,3 +140,79 @@ def test_the_demo_triages_the_sample_mail_and_prints_a_table(tmp_path: Path) -> 
     assert f"{len(drafts)} reply drafts written" in out and len(drafts) >= 20
     assert "auto-reply" in out and "bounce" in out and "bulk" in out
     assert (tmp_path / "demo" / "mailtriage.db").exists()
+
+
+MAILDIR = """
+[[mailboxes]]
+name = "support"
+maildir = "mail"
+
+[store]
+url = "sqlite:///{store}"
+"""
+
+
+def store_config(tmp_path: Path, extra: str = "") -> tuple[Path, Store]:
+    path = tmp_path / "mailtriage.toml"
+    path.write_text(MAILDIR.format(store=tmp_path / "store.db") + extra)
+    return path, Store(f"sqlite:///{tmp_path / 'store.db'}")
+
+
+def record_waiting(store: Store, number: int, received: datetime) -> None:
+    data = (
+        f"From: customer{number}@example.org\r\nSubject: Question {number}\r\n"
+        f"Message-ID: <q{number}@example.org>\r\n\r\nWhere is my order?\r\n"
+    ).encode()
+    raw = RawMessage("INBOX", 1, number, data, frozenset(), received)
+    parsed = parse_message(data, internal_date=received)
+    store.record("support", raw, parsed, status="unclassified", now=received,
+                 due_at=received + timedelta(hours=24))  # fmt: skip
+
+
+def test_deadlines_lists_waiting_mail_soonest_first_and_at_a_later_time_shows_what_will_be_overdue(
+    tmp_path: Path,
+) -> None:
+    path, store = store_config(tmp_path)
+    now = datetime.now(UTC)
+    record_waiting(store, 1, now - timedelta(hours=2))  # due in 22 hours
+    record_waiting(store, 2, now - timedelta(hours=21))  # due in 3 hours: a warning
+    record_waiting(store, 3, now - timedelta(hours=30))  # overdue
+    record_waiting(store, 4, now - timedelta(hours=1))
+    store.answer(store.messages()[3], now, "reply in Sent", now=now)
+    code, out, _ = invoke("--config", str(path), "deadlines", "--json")
+    assert code == 0
+    rows = json.loads(out)["messages"]
+    assert [(r["subject"], r["state"]) for r in rows] == [
+        ("Question 3", "breached"),
+        ("Question 2", "warning"),
+        ("Question 1", "on-track"),
+    ]
+    code, out, _ = invoke("--config", str(path), "deadlines", "--at", "+21h", "--json")
+    assert [r["state"] for r in json.loads(out)["messages"]] == ["breached", "breached", "warning"]
+    code, out, _ = invoke("--config", str(path), "deadlines")
+    assert code == 0 and "Question 2" in out and "warning" in out and "Question 4" not in out
+    code, _, err = invoke("--config", str(path), "deadlines", "--at", "next blue moon")
+    assert code == 2 and "is not a time" in err
+
+
+def test_report_prints_tables_json_and_csv_and_draws_a_png_chart(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tests.test_report import populate
+
+    path, store = store_config(tmp_path)
+    populate(store, 300, datetime.now(UTC))
+    code, out, _ = invoke("--config", str(path), "report")
+    assert code == 0 and "What customers write about" in out and "return-refund" in out
+    code, out, _ = invoke("--config", str(path), "report", "--json")
+    totals = {row["category"]: row for row in json.loads(out)["totals"]}
+    assert code == 0 and sum(row["volume"] for row in totals.values()) > 200
+    code, out, _ = invoke("--config", str(path), "report", "--csv")
+    lines = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and {line["language"] for line in lines} >= {"en", "fr", "de"}
+    chart = tmp_path / "charts" / "report.png"
+    code, out, _ = invoke("--config", str(path), "report", "--since", "2026-01-01", "--png", str(chart))
+    assert code == 0 and str(chart) in out
+    with Image.open(chart) as image:
+        assert image.format == "PNG" and image.size[0] >= 600
+        image.verify()

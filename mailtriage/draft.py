@@ -11,6 +11,7 @@ from email import policy
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
+from zoneinfo import ZoneInfo
 
 from mailtriage.compliance import Policy, approval_problem, read_approvals
 from mailtriage.errors import TemplateError
@@ -55,8 +56,9 @@ def references(parsed: ParsedEmail, patterns: Sequence[str]) -> list[str]:
     return list(found)
 
 
-def due(parsed: ParsedEmail, now: datetime, target: timedelta = timedelta(hours=24)) -> datetime:
-    return (parsed.internal_date or now) + target
+def due_text(due: datetime, zone: str) -> str:
+    """A due time as a template shows it, in the calendar's time zone."""
+    return due.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def quote(parsed: ParsedEmail, language: str) -> str:
@@ -113,6 +115,7 @@ class Drafter:
         reference_patterns: Sequence[str],
         policy: Policy,
         target: timedelta = timedelta(hours=24),
+        zone: str = "UTC",
     ) -> None:
         self.templates = templates
         self.policy = policy
@@ -120,8 +123,12 @@ class Drafter:
         self.signature = signature
         self.reference_patterns = reference_patterns
         self.target = target
+        """When the message has no recorded due time (deadlines off), ``due`` is this after it arrived."""
+        self.zone = zone
 
-    def __call__(self, parsed: ParsedEmail, template: str, language: str, now: datetime) -> Draft:
+    def __call__(
+        self, parsed: ParsedEmail, template: str, language: str, now: datetime, due: datetime | None = None
+    ) -> Draft:
         """The draft. Raises TemplateError when the template is missing, unapproved, changed since its approval,
         fails to render, or renders text the lint refuses."""
         relative, used = self.templates.path(template, language)
@@ -135,7 +142,7 @@ class Drafter:
             "subject": parsed.subject,
             "references": references(parsed, self.reference_patterns),
             "signature": self.signature,
-            "due": due(parsed, now, self.target).strftime("%Y-%m-%d %H:%M %Z").strip(),
+            "due": due_text(due or (parsed.internal_date or now) + self.target, self.zone),
         }
         body, used = self.templates.render(template, language, context)
         customer = [context["greeting_name"], parsed.subject, *context["references"]]

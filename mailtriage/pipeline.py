@@ -43,8 +43,8 @@ class Triage:
 
     classify: Callable[[ParsedEmail], Classification | None] = _no_classification
     route: Callable[[ParsedEmail, Classification], RouteDecision] | None = None
-    draft: Callable[[ParsedEmail, str, str, datetime], Draft] | None = None
-    """(message, template, language, now) -> the draft; raises TemplateError."""
+    draft: Callable[[ParsedEmail, str, str, datetime, datetime | None], Draft] | None = None
+    """(message, template, language, now, the message's due time) -> the draft; raises TemplateError."""
     notify: Callable[[str, str, str, datetime], None] | None = None
     """(to, subject, body, now): tell a team about a message; raises NotifyError."""
 
@@ -325,7 +325,7 @@ def _apply(
         if mailbox.find(drafts, ANSWERS_HEADER, record.message_id):
             store.audit(record.mailbox, "draft-exists", {"folder": drafts}, now=now, message=record.id)
         else:
-            draft = stages.draft(message, decision.template, record.language or "unknown", now)
+            draft = stages.draft(message, decision.template, record.language or "unknown", now, record.due_at)
             mailbox.append(drafts, draft.data, DRAFT_FLAGS)
             provenance = {"folder": drafts, "template": draft.template, "sha256": draft.sha256,
                           "approved_by": draft.approved_by, "approved_at": draft.approved_at}  # fmt: skip

@@ -291,6 +291,8 @@ def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], C
         signature=drafts.signature,
         reference_patterns=drafts.reference_patterns,
         policy=load_policy(drafts.templates / "policy.toml"),
+        target=timedelta(hours=settings.deadlines.target_hours),
+        zone=settings.deadlines.calendar.timezone,
     )
     return Triage(
         classify=classify,

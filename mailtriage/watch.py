@@ -111,6 +111,9 @@ def _replies_in_sent(
     if status.uidnext <= last + 1:
         return
     uids = mailbox.uids_above(sent, last)[:limit]
+    if not uids:  # the newest were deleted: remember that there is nothing up to UIDNEXT, not to ask again
+        store.set_sync_state(mailbox.name, sent, SyncState(status.uidvalidity, status.uidnext - 1), now)
+        return
     for start in range(0, len(uids), batch_size):
         chunk = uids[start : start + batch_size]
         for raw in mailbox.fetch(sent, chunk, headers_only=True):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mailtriage.draft import ANSWERS_HEADER, build_reply, greeting_name, references, reply_subject
+from mailtriage.compliance import Approval, Policy, content_hash, write_approvals
+from mailtriage.draft import ANSWERS_HEADER, Drafter, build_reply, greeting_name, references, reply_subject
 from mailtriage.errors import TemplateError
 from mailtriage.models import Address
 from mailtriage.parse import parse_message
@@ -148,3 +149,17 @@ def test_every_default_category_has_a_short_template_in_each_language_that_rende
         assert len(text.split()) <= 90
     named, anonymous = (templates.render(category, language, c)[0] for c in CONTEXTS)
     assert "Renée Lefèvre" in named and "A-10234" in named and "Renée" not in anonymous
+
+
+def test_a_templates_due_is_the_messages_recorded_due_time_in_the_calendars_zone(tmp_path: Path) -> None:
+    write(tmp_path, "repair/en.txt.j2", "Hello {{ greeting_name }}, noted ({{ due }}).\n{{ signature }}")
+    approval = Approval(content_hash(tmp_path / "repair/en.txt.j2"), "Compliance", "2026-11-23", "")
+    write_approvals(tmp_path, {"repair/en": approval})
+    drafter = Drafter(Templates(tmp_path, "en"), from_address="support@example.com", signature="S",
+                      reference_patterns=PATTERNS, policy=Policy((), (), 200, 20), zone="Europe/Paris")  # fmt: skip
+    parsed = parse_message(FRENCH, internal_date=NOW)
+    recorded = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # a business-hours due time, not NOW + 24 h
+    text = email.message_from_bytes(drafter(parsed, "repair", "en", NOW, recorded).data, policy=policy.default)
+    assert "(2026-11-24 17:00 CET)" in text.get_body().get_content()  # type: ignore[union-attr]
+    without = email.message_from_bytes(drafter(parsed, "repair", "en", NOW).data, policy=policy.default)
+    assert "(2026-11-24 10:30 CET)" in without.get_body().get_content()  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import policy as email_policy
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -22,8 +23,16 @@ from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.notify import Webhook
 from mailtriage.pipeline import CycleOptions, run_cycle
-from mailtriage.scheduler import deadline_sweep
-from mailtriage.settings import DeadlineSettings, MailboxSettings, Security, Settings, SmtpSettings
+from mailtriage.scheduler import daemon_from_settings, deadline_sweep
+from mailtriage.settings import (
+    ClassifierSettings,
+    DeadlineSettings,
+    MailboxSettings,
+    Security,
+    Settings,
+    SmtpSettings,
+    StoreSettings,
+)
 from mailtriage.store import Store
 from mailtriage.watch import OVERDUE_KEYWORD, SOON_KEYWORD, Signals, sweep_deadlines
 from tests.dovecot import Account, free_port
@@ -338,3 +347,38 @@ def test_a_message_answered_before_its_signals_were_given_gets_none(store: Store
     mailbox.set_flags("INBOX", 1, {"\\Answered"})
     sweep_deadlines(mailbox, store, POLICY, at + timedelta(minutes=1), Signals(webhook=posts.append))
     assert posts == [] and store.pending_signals("support") == []
+
+
+@pytest.mark.dovecot
+def test_the_daemon_sweeps_deadlines_after_its_cycle_and_finds_the_message_where_its_route_filed_it(
+    account: Account, store: Store, seed_model: Path, webhook: WebhookReceiver
+) -> None:
+    from tests.test_routing_imap import FRENCH_RETURN
+    from tests.test_routing_imap import settings_for as routed_settings
+
+    settings = routed_settings(account).model_copy(
+        update={
+            "store": StoreSettings(url=f"sqlite:///{store.engine.url.database}"),
+            "classifier": ClassifierSettings(model=seed_model),
+            "deadlines": DeadlineSettings(webhook_url=webhook.url),
+        }
+    )
+    account.append_many([FRENCH_RETURN], date=T0)  # a week ago: overdue as soon as it is read
+    daemon_from_settings(settings).run_once()
+    daemon_from_settings(settings).run_once()
+    [record] = store.messages()
+    assert (record.folder, record.deadline_state) == ("Support/Returns", "breached")
+    assert OVERDUE_KEYWORD.encode() in flags_of(account, "Support.Returns")
+    assert [post["event"] for post in webhook.posts] == ["deadline.breached"]
+
+
+def test_replies_deleted_from_sent_are_not_asked_about_at_every_sweep(store: Store) -> None:
+    mailbox = memory_with(question(13))
+    run_cycle(mailbox, store, now=lambda: T0, options=CycleOptions(deadlines=POLICY))
+    mailbox.append("Sent", b"Subject: lost\r\n\r\nx\r\n")
+    sweep_deadlines(mailbox, store, POLICY, T0)
+    mailbox.append("Sent", b"Subject: deleted\r\n\r\nx\r\n")
+    mailbox.expunge("Sent", 2)  # by an agent, before the sweep saw it
+    sweep_deadlines(mailbox, store, POLICY, T0 + timedelta(minutes=1))
+    assert store.sync_state("support", "Sent") is not None
+    assert store.sync_state("support", "Sent").last_uid == 2  # type: ignore[union-attr]

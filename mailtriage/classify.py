@@ -408,6 +408,31 @@ def load(path: Path, categories: Sequence[str] | None = None) -> Classifier:
     return classifier
 
 
+def model_state(path: Path, categories: Sequence[str]) -> dict[str, Any]:
+    """What ``mailtriage status`` says of a model, without loading it: its version, when it was trained, its
+    cross-validated macro-F1, and the problem that would stop the daemon from loading it (None: none)."""
+    state: dict[str, Any] = {"path": str(path), "version": None, "trained_at": None, "macro_f1": None}
+    try:
+        metadata = json.loads(metadata_path(path).read_text(encoding="utf-8"))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError as exc:
+        return {**state, "problem": f"missing: {exc.filename} (built at the first `run`, or `mailtriage train`)"}
+    except (OSError, ValueError) as exc:
+        return {**state, "problem": f"unreadable: {exc}"}
+    cross_validation = metadata.get("cross_validation") or {}
+    state |= {"version": metadata.get("version"), "trained_at": metadata.get("trained_at"),
+              "macro_f1": cross_validation.get("macro_f1")}  # fmt: skip
+    problem = None
+    if digest != metadata.get("sha256"):
+        problem = "its content does not match its metadata's SHA-256: altered or corrupted"
+    else:
+        try:
+            check_categories(path, metadata.get("categories", []), categories)
+        except ModelError as exc:
+            problem = exc.reason
+    return {**state, "problem": problem}
+
+
 def check_categories(path: Path, model: Sequence[str], configured: Sequence[str]) -> None:
     missing, extra = sorted(set(configured) - set(model)), sorted(set(model) - set(configured))
     if missing or extra:

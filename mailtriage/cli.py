@@ -1,6 +1,7 @@
 """The ``mailtriage`` command: thin wrappers over the library.
 
-Exit codes: 0 success; 1 unexpected error; 2 bad configuration; 3 a mailbox could not be read; 4 the store failed.
+Exit codes: 0 success; 1 unexpected error; 2 bad configuration; 3 a mailbox could not be read; 4 the store failed;
+5 (``status``) a mailbox has not completed a cycle within ``health.stale_after``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mailtriage.store import Store
 
 RET_OK = 0
 RET_MAILBOX = MailboxError.exit_code
+RET_STALE = 5
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -501,6 +503,99 @@ def review(
             row["decided_by"] or "", "yes" if row["draft"] else "no", row["folder"] or "", row["status"],
         )  # fmt: skip
     Console().print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+@click.pass_context
+@_errors_as_lines
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Is the daemon working? Per mailbox: its last successful cycle, failures in a row and the last error, the
+    backlog, today's mail by status and what waits for an answer; then the model, the templates and the heartbeat.
+
+    Exits 0 when every mailbox completed a cycle within health.stale_after seconds, 5 otherwise: a monitoring
+    check can alert on the exit code alone.
+
+    \b
+    Example:
+      mailtriage status
+      mailtriage status --json
+      mailtriage status > /dev/null || echo "mailtriage needs a look"
+    """
+    from mailtriage.classify import model_state
+    from mailtriage.scheduler import utcnow
+
+    settings = _settings(ctx)
+    now = utcnow()
+    store = Store(settings.store.url)
+    health = store.health()
+    stale_after = timedelta(seconds=settings.health.stale_after)
+    mailboxes = []
+    for configured in settings.mailboxes:
+        known = health.get(configured.name)
+        last_ok = known.last_ok_at if known else None
+        mailboxes.append({
+            "name": configured.name,
+            "last_ok_at": _iso(last_ok),
+            "stale": last_ok is None or now - last_ok > stale_after,
+            "failures": known.failures if known else 0,
+            "last_error": known.last_error if known and known.failures else None,
+            "last_error_at": _iso(known.last_error_at) if known and known.failures else None,
+            "backlog": known.backlog if known else 0,
+            "last_24h": store.status_counts(configured.name, now - timedelta(days=1)),
+        })  # fmt: skip
+    heartbeat = settings.health.heartbeat_file
+    beat = None
+    if heartbeat is not None and heartbeat.exists():
+        beat = datetime.fromtimestamp(heartbeat.stat().st_mtime, UTC)
+    state = {
+        "at": now.isoformat(timespec="seconds"),
+        "healthy": not any(m["stale"] for m in mailboxes),
+        "stale_after_seconds": settings.health.stale_after,
+        "mailboxes": mailboxes,
+        "model": model_state(settings.classifier.model, settings.category_names()),
+        "templates": template_warnings(settings),
+        "heartbeat": None if heartbeat is None else {"file": str(heartbeat), "written_at": _iso(beat)},
+    }
+    if as_json:
+        click.echo(json.dumps(state, indent=2, ensure_ascii=False))
+    else:
+        _print_status(state, now)
+    if not state["healthy"]:
+        sys.exit(RET_STALE)
+
+
+def _print_status(state: dict[str, Any], now: datetime) -> None:
+    from mailtriage.deadlines import format_span
+
+    def ago(moment: str | None) -> str:
+        return "never" if moment is None else f"{format_span(now - datetime.fromisoformat(moment))} ago"
+
+    console = Console()
+    table = Table(title="mailboxes", expand=True)
+    for column in ("Mailbox", "Last good cycle", "Failing", "Backlog", "Last 24 h", "Waiting for an answer"):
+        table.add_column(column, overflow="fold")
+    for box in state["mailboxes"]:
+        counts = box["last_24h"]
+        recorded = ", ".join(f"{n} {k.split(':', 1)[1]}" for k, n in sorted(counts.items()) if k.startswith("rec"))
+        waiting = ", ".join(f"{n} {k.split(':', 1)[1]}" for k, n in sorted(counts.items()) if k.startswith("open"))
+        last = ago(box["last_ok_at"])
+        failing = f"{box['failures']} in a row: {box['last_error']}" if box["failures"] else "no"
+        table.add_row(box["name"], f"[red]{last}[/red]" if box["stale"] else last,
+                      f"[red]{failing}[/red]" if box["failures"] else failing, str(box["backlog"]),
+                      recorded or "nothing", waiting or "nothing")  # fmt: skip
+    console.print(table)
+    model = state["model"]
+    trained = f"version {model['version']}, trained {model['trained_at']}, macro-F1 {model['macro_f1']}"
+    console.print(f"model {model['path']}: " + (f"[red]{model['problem']}[/red]" if model["problem"] else trained))
+    if state["templates"]:
+        console.print("templates: [yellow]" + "; ".join(state["templates"]) + "[/yellow]")
+    else:
+        console.print("templates: every template in use is approved as it is")
+    if state["heartbeat"]:
+        console.print(f"heartbeat {state['heartbeat']['file']}: written {ago(state['heartbeat']['written_at'])}")
+    verdict = "healthy" if state["healthy"] else "[red]not healthy[/red]: a mailbox has no recent good cycle"
+    console.print(f"{verdict} (stale after {state['stale_after_seconds']:.0f} s)")
 
 
 @main.command()

@@ -7,12 +7,15 @@ closes connections and ends with exit code 0.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,6 +23,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from mailtriage import __version__
 from mailtriage.corrections import sweep as corrections_sweep
 from mailtriage.deadlines import Policy, policy_from_settings
 from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
@@ -47,6 +51,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
+
+
 def backoff(failures: int, schedule: ScheduleSettings) -> float:
     """Seconds to wait after ``failures`` failures in a row: doubling from ``backoff_initial``, capped."""
     return float(min(schedule.backoff_max, schedule.backoff_initial * 2 ** max(0, failures - 1)))
@@ -65,6 +73,7 @@ class Daemon:
         stages: Triage = no_stages,
         jobs: Sequence[tuple[Callable[[], object], BaseTrigger]] = (),
         sweeps: Sequence[Sweep] = (),
+        heartbeat_file: Path | None = None,
     ) -> None:
         self.mailboxes = list(mailboxes)
         self.store = store
@@ -77,6 +86,9 @@ class Daemon:
         self.sweeps = list(sweeps)
         """Work apart from the poll for each mailbox (deadlines, agents' corrections): after ``run_once``, and
         each on its own interval in the daemon."""
+        self.heartbeat_file = heartbeat_file
+        """Rewritten after every cycle, for a supervisor to watch; None: none."""
+        self.health: dict[str, dict[str, object]] = {}
         self.stop = threading.Event()
         self._failures = {mailbox.name: 0 for mailbox in self.mailboxes}
 
@@ -94,14 +106,37 @@ class Daemon:
         except (MailboxError, StoreError) as exc:
             self._failures[mailbox.name] += 1
             delay = backoff(self._failures[mailbox.name], self.schedule)
-            hint = " (check its username and secret)" if isinstance(exc, AuthenticationFailed) else ""
-            log.error("%s%s; other mailboxes go on; retrying in %.0f s", exc, hint, delay)
+            if isinstance(exc, StoreError):
+                then = "nothing is lost: what was not recorded is read again"
+            elif isinstance(exc, AuthenticationFailed):
+                then = "check its username and secret; other mailboxes go on"
+            else:
+                then = "what was begun is finished at the next cycle; other mailboxes go on"
+            log.error("%s; %s; retrying mailbox %s in %s", exc, then, mailbox.name, seconds(delay))
             mailbox.close()
-            return CycleReport(mailbox.name, error=str(exc))
-        if self._failures[mailbox.name]:
-            log.info("mailbox %s: working again after %d failed cycles", mailbox.name, self._failures[mailbox.name])
-        self._failures[mailbox.name] = 0
+            report = CycleReport(mailbox.name, error=str(exc))
+        else:
+            if self._failures[mailbox.name]:
+                log.info("mailbox %s: working again after %d failed cycles", mailbox.name,
+                         self._failures[mailbox.name])  # fmt: skip
+            self._failures[mailbox.name] = 0
+        self._note_health(report)
         return report
+
+    def _note_health(self, report: CycleReport) -> None:
+        """Record how the cycle ended in the store (for ``mailtriage status``) and in the heartbeat file."""
+        now = self.now()
+        entry = self.health.setdefault(report.mailbox, {"last_ok_at": None, "failures": 0, "last_error": None})
+        if report.ok:
+            entry.update(last_ok_at=now.isoformat(timespec="seconds"), failures=0)
+        else:
+            entry.update(failures=self._failures[report.mailbox], last_error=report.error)
+        try:
+            self.store.cycle_done(report.mailbox, error=report.error, backlog=report.backlog, now=now)
+        except StoreError as exc:
+            log.warning("cannot note the cycle's health in the store: %s", exc)
+        if self.heartbeat_file is not None:
+            write_heartbeat(self.heartbeat_file, self.health, now)
 
     def run_once(self) -> list[CycleReport]:
         try:
@@ -116,10 +151,13 @@ class Daemon:
             self.run_sweep(sweep)
 
     def run_sweep(self, sweep: Sweep) -> None:
-        """Run a sweep for every mailbox; one that fails is logged and tried again at the next sweep."""
+        """Run a sweep for every mailbox whose last cycle worked; one that fails is logged and tried again at the
+        next sweep."""
         for mailbox in self.mailboxes:
             if self.stop.is_set():
                 return
+            if self._failures[mailbox.name]:
+                continue  # its cycle failed and said why; the sweep waits until the mailbox works again
             try:
                 sweep.run(mailbox)
             except (MailboxError, StoreError) as exc:
@@ -194,20 +232,42 @@ class Daemon:
             if not listener.supports_idle():
                 log.info("mailbox %s: the server has no IDLE; polling only", mailbox.name)
                 return
+
+            def wake() -> None:
+                scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC))
+
             while not self.stop.is_set():
                 try:
-                    if listener.wait_for_mail(mailbox.inbox, self.schedule.idle_timeout, self.stop):
-                        scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC))
+                    # After a failure, mail may have arrived while nobody listened: once listening again, a cycle
+                    # looks (mail arriving from then on wakes IDLE itself).
+                    if listener.wait_for_mail(mailbox.inbox, self.schedule.idle_timeout, self.stop,
+                                              wake if failures else None):  # fmt: skip
+                        wake()
                     failures = 0
                 except MailboxError as exc:
                     failures += 1
                     delay = backoff(failures, self.schedule)
-                    log.warning("%s (IDLE); polling goes on; listening again in %.0f s", exc, delay)
+                    log.warning("%s (IDLE); polling goes on; listening again in %s, then a cycle looks for what "
+                                "arrived meanwhile", exc, seconds(delay))  # fmt: skip
                     self.stop.wait(delay)
         except MailboxError as exc:
             log.warning("%s; cannot use IDLE, polling only", exc)
         finally:
             listener.close()
+
+
+def write_heartbeat(path: Path, mailboxes: dict[str, dict[str, object]], now: datetime) -> None:
+    """Replace the heartbeat file in one step (a reader never sees half of it): when, who, and each mailbox's
+    last success, failures in a row and last error. A file that cannot be written is logged, never fatal."""
+    data = {"at": now.isoformat(timespec="seconds"), "pid": os.getpid(), "version": __version__,
+            "mailboxes": mailboxes}  # fmt: skip
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        log.warning("cannot write the heartbeat file %s: %s", path, exc)
 
 
 def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcnow) -> Daemon:
@@ -225,7 +285,7 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
     classifier = load_or_build_default(settings.classifier.model, settings.category_names(), log.info)
     predictor = Predictor(classifier, settings.classifier.threshold, settings.classifier.fallback)
     mailboxes = [open_mailbox(mailbox) for mailbox in settings.mailboxes]
-    store = Store(settings.store.url)
+    store = Store(settings.store.url, settings.store.busy_timeout)
 
     def scheduled_retrain() -> None:
         examples, sources = default_sources(settings, store)
@@ -247,7 +307,9 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
     if options.deadlines is not None:
         sweeps.insert(0, deadline_sweep(settings, store, options.deadlines, now))
     triage = triage_from_settings(settings, predictor)
-    return Daemon(mailboxes, store, options, settings.schedule, now, triage, jobs, sweeps)
+    return Daemon(
+        mailboxes, store, options, settings.schedule, now, triage, jobs, sweeps, settings.health.heartbeat_file
+    )
 
 
 def deadline_sweep(settings: Settings, store: Store, policy: Policy, now: Callable[[], datetime]) -> Sweep:

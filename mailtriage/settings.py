@@ -98,11 +98,15 @@ class Secret(_Section):
                 source, f"{key}.command", "(hidden)", f"a command that runs and prints the secret ({exc})"
             ) from None
         if done.returncode != 0 or not done.stdout.strip():
+            # What the command said on stderr tells the operator why (an expired refresh token, a 503): its last
+            # line, shortened. Its stdout is never shown: that is where a secret would be.
+            said = (done.stderr.strip().splitlines() or [""])[-1][:200]
             raise SecretError(
                 source,
                 f"{key}.command",
                 "(hidden)",
-                f"a command that exits 0 and prints the secret (it exited {done.returncode})",
+                f"a command that exits 0 and prints the secret (it exited {done.returncode}"
+                + (f", saying: {said})" if said else ")"),
             )
         return done.stdout.strip()
 
@@ -173,6 +177,7 @@ class IntakeSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = "sqlite:///mailtriage.db"
+    busy_timeout: float = Field(default=30.0, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -391,6 +396,13 @@ class DeadlineSettings(_Section):
         return self
 
 
+class HealthSettings(_Section):
+    """How the daemon tells a supervisor it is alive: ``mailtriage status`` and a heartbeat file."""
+
+    stale_after: float = Field(default=900.0, gt=0)
+    heartbeat_file: Path | None = None
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -412,6 +424,7 @@ class Settings(BaseSettings):
     drafts: DraftSettings = DraftSettings()
     smtp: SmtpSettings = SmtpSettings()
     deadlines: DeadlineSettings = DeadlineSettings()
+    health: HealthSettings = HealthSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -544,9 +557,13 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     url = make_url(store.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         store = store.model_copy(update={"url": url.set(database=str(base / url.database)).render_as_string(False)})
+    health = settings.health.model_copy(update={"heartbeat_file": under(settings.health.heartbeat_file)})
     return settings.model_copy(
-        update={"mailboxes": tuple(mailboxes), "store": store, "classifier": classifier, "drafts": drafts}
-    )
+        update={
+            "mailboxes": tuple(mailboxes), "store": store, "classifier": classifier, "drafts": drafts,
+            "health": health,
+        }
+    )  # fmt: skip
 
 
 def masked(settings: Settings) -> dict[str, Any]:
@@ -555,6 +572,8 @@ def masked(settings: Settings) -> dict[str, Any]:
     for index, mailbox in enumerate(settings.mailboxes):
         if mailbox.secret is not None:
             data["mailboxes"][index]["secret"] = mailbox.secret.describe()
+    if settings.smtp.secret is not None:
+        data["smtp"]["secret"] = settings.smtp.secret.describe()
     data["store"]["url"] = make_url(settings.store.url).render_as_string(hide_password=True)
     if settings.deadlines.webhook_url:
         # A webhook URL often carries its token in the path (Slack, Teams, Mattermost): only the site is shown.

@@ -93,6 +93,19 @@ class Signal:
 
 
 @dataclass(frozen=True)
+class MailboxHealth:
+    """How a mailbox's cycles have gone: what ``mailtriage status`` shows."""
+
+    mailbox: str
+    last_cycle_at: datetime | None
+    last_ok_at: datetime | None
+    failures: int
+    last_error: str | None
+    last_error_at: datetime | None
+    backlog: int
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     at: datetime
     mailbox: str
@@ -117,20 +130,23 @@ def _naive(value: datetime | None) -> datetime | None:
 class Store:
     """The database behind mailtriage; safe to share between threads (one connection per transaction)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout: float = 30.0) -> None:
         self.url = url
         try:
-            self.engine = _engine(url)
+            self.engine = _engine(url, busy_timeout)
             self.migrate()
             # The migrations are the one definition of the schema; the tables are read back from the database.
             schema = sa.MetaData()
-            schema.reflect(self.engine, only=["sync_state", "messages", "audit_log", "deadline_signals"])
+            schema.reflect(
+                self.engine, only=["sync_state", "messages", "audit_log", "deadline_signals", "mailbox_health"]
+            )
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open the store at {_shown(url)}: {_reason(exc)}") from None
         self.sync_state_table = schema.tables["sync_state"]
         self.messages_table = schema.tables["messages"]
         self.audit_table = schema.tables["audit_log"]
         self.signals_table = schema.tables["deadline_signals"]
+        self.health_table = schema.tables["mailbox_health"]
         # The statements of the hot path, built once: building one costs more than running it.
         state, message = self.sync_state_table.c, self.messages_table.c
         self._known = sa.select(self.messages_table).where(
@@ -558,6 +574,54 @@ class Store:
             detail = {"state": signal.state, "channel": signal.channel, "error": error}
             self._audit(db, signal.message.mailbox, signal.message.id, "deadline-signal-failed", detail, now)
 
+    # --- health ------------------------------------------------------------------------------------------------
+
+    def cycle_done(self, mailbox: str, *, error: str | None, backlog: int, now: datetime) -> None:
+        """Note how a mailbox's cycle ended: ``error`` None for success."""
+        column = self.health_table.c
+        if error is None:
+            values: dict[str, Any] = {"last_cycle_at": _naive(now), "last_ok_at": _naive(now), "failures": 0,
+                                      "backlog": backlog}  # fmt: skip
+        else:
+            values = {"last_cycle_at": _naive(now), "failures": column.failures + 1, "last_error": error,
+                      "last_error_at": _naive(now)}  # fmt: skip
+        with self._transaction() as db:
+            if not db.execute(self.health_table.update().where(column.mailbox == mailbox).values(values)).rowcount:
+                first = {**values, "failures": 0 if error is None else 1}
+                db.execute(self.health_table.insert().values(mailbox=mailbox, **first))
+
+    def health(self) -> dict[str, MailboxHealth]:
+        with self._transaction() as db:
+            rows = db.execute(sa.select(self.health_table)).all()
+        return {
+            row.mailbox: MailboxHealth(
+                row.mailbox,
+                _utc(row.last_cycle_at),
+                _utc(row.last_ok_at),
+                row.failures,
+                row.last_error,
+                _utc(row.last_error_at),
+                row.backlog,
+            )  # fmt: skip
+            for row in rows
+        }
+
+    def status_counts(self, mailbox: str, since: datetime) -> dict[str, int]:
+        """Messages of ``mailbox`` recorded since ``since`` by status, and those waiting for an answer by state."""
+        column = self.messages_table.c
+        with self._transaction() as db:
+            statuses = db.execute(
+                sa.select(column.status, sa.func.count())
+                .where(column.mailbox == mailbox, column.recorded_at >= _naive(since))
+                .group_by(column.status)
+            ).all()
+            states = db.execute(
+                sa.select(column.deadline_state, sa.func.count())
+                .where(column.mailbox == mailbox, column.deadline_state.in_([s.value for s in OPEN]))
+                .group_by(column.deadline_state)
+            ).all()
+        return {**{f"recorded:{s}": n for s, n in statuses}, **{f"open:{s}": n for s, n in states}}
+
     # --- audit log -----------------------------------------------------------------------------------------------
 
     def audit(
@@ -620,7 +684,7 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, busy_timeout: float) -> Engine:
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
         database = engine.url.database
@@ -634,7 +698,7 @@ def _engine(url: str) -> Engine:
             # crashes, which is what exactly-once needs; a busy timeout rides out a moment of contention.
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

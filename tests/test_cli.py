@@ -216,3 +216,48 @@ def test_report_prints_tables_json_and_csv_and_draws_a_png_chart(tmp_path: Path)
     with Image.open(chart) as image:
         assert image.format == "PNG" and image.size[0] >= 600
         image.verify()
+
+
+def test_status_reports_each_mailboxs_last_good_cycle_and_exits_5_once_it_is_stale(
+    tmp_path: Path, seed_model: Path
+) -> None:
+    import mailbox
+
+    inbox = mailbox.Maildir(tmp_path / "mail")
+    inbox.add(b"From: ann@example.org\r\nSubject: Broken kettle\r\nMessage-ID: <k1@example.org>\r\n\r\n"
+              b"My kettle stopped working after two days, it does not heat at all.\r\n")  # fmt: skip
+    extra = f'\n[classifier]\nmodel = "{seed_model}"\n\n[health]\nheartbeat_file = "beat.json"\nstale_after = 600\n'
+    path, _ = store_config(tmp_path, extra)
+    code, out, _ = invoke("--config", str(path), "status", "--json")
+    state = json.loads(out)
+    assert code == 5 and state["healthy"] is False and state["mailboxes"][0]["last_ok_at"] is None
+
+    code, _, _ = invoke("--config", str(path), "run", "--once")
+    assert code == 0
+    beat = json.loads((tmp_path / "beat.json").read_text())
+    assert beat["mailboxes"]["support"]["failures"] == 0 and beat["mailboxes"]["support"]["last_ok_at"]
+    code, out, _ = invoke("--config", str(path), "status", "--json")
+    state = json.loads(out)
+    assert code == 0 and state["healthy"] is True
+    [box] = state["mailboxes"]
+    assert box["failures"] == 0 and box["last_24h"]["open:on-track"] == 1
+    assert state["model"]["problem"] is None and state["model"]["version"]
+    assert state["heartbeat"]["written_at"] is not None
+    code, out, _ = invoke("--config", str(path), "status")
+    assert code == 0 and "healthy" in out and "support" in out
+
+    code, out, _ = invoke("--config", str(path), "status", env={"MAILTRIAGE_HEALTH__STALE_AFTER": "0.001"})
+    assert code == 5 and "not healthy" in out
+
+
+def test_status_names_a_model_that_was_altered(tmp_path: Path, seed_model: Path) -> None:
+    import shutil
+
+    model = tmp_path / "model.skops"
+    shutil.copy(seed_model, model)
+    shutil.copy(seed_model.with_suffix(".json"), model.with_suffix(".json"))
+    with model.open("ab") as file:
+        file.write(b"tampered")
+    path, _ = store_config(tmp_path, f'\n[classifier]\nmodel = "{model}"\n')
+    code, out, _ = invoke("--config", str(path), "status", "--json")
+    assert code == 5 and "altered or corrupted" in json.loads(out)["model"]["problem"]

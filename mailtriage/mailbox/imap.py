@@ -10,7 +10,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -245,20 +245,33 @@ class ImapMailbox:
         with self._session() as client:
             return bool(client.has_capability("IDLE"))
 
-    def wait_for_mail(self, folder: str, timeout: float, stop: threading.Event) -> bool:
+    def wait_for_mail(
+        self, folder: str, timeout: float, stop: threading.Event, listening: Callable[[], object] | None = None
+    ) -> bool:
         """Block in IMAP IDLE until new mail arrives in ``folder`` (True) or ``timeout`` or ``stop`` (False).
+        ``listening`` is called once the server has accepted the IDLE: from then on no new mail goes unnoticed.
 
         Meant for a connection of its own: IDLE occupies the connection until it ends.
         """
         with self._session() as client:
             self._opened(client, folder)
             client.idle()
+            if listening is not None:
+                listening()
             try:
                 deadline = time.monotonic() + timeout
+                silent_wakes = 0
                 while not stop.is_set() and time.monotonic() < deadline:
-                    responses = client.idle_check(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                    wait = min(1.0, max(0.0, deadline - time.monotonic()))
+                    started = time.monotonic()
+                    responses = client.idle_check(timeout=wait)
                     if any(len(r) > 1 and r[1] in _NEW_MAIL for r in responses):
                         return True
+                    # imapclient swallows EOF inside idle_check: a socket that keeps waking with nothing to read
+                    # has been closed by the other end. Without this, a cut went unnoticed until the IDLE timeout.
+                    silent_wakes = silent_wakes + 1 if not responses and time.monotonic() - started < wait / 2 else 0
+                    if silent_wakes >= 2:
+                        raise IMAPClientAbortError("the connection was closed during IDLE")
                 return False
             finally:
                 client.idle_done()

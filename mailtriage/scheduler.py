@@ -12,11 +12,13 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -33,6 +35,9 @@ from mailtriage.models import Classification, ParsedEmail
 from mailtriage.pipeline import CycleOptions, CycleReport, Triage, no_stages, run_cycle
 from mailtriage.settings import ScheduleSettings, Settings
 from mailtriage.store import Store
+
+if TYPE_CHECKING:
+    from mailtriage.metrics import Metrics
 from mailtriage.watch import Signals, sweep_deadlines
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,7 @@ class Daemon:
         jobs: Sequence[tuple[Callable[[], object], BaseTrigger]] = (),
         sweeps: Sequence[Sweep] = (),
         heartbeat_file: Path | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.mailboxes = list(mailboxes)
         self.store = store
@@ -89,11 +95,16 @@ class Daemon:
         self.heartbeat_file = heartbeat_file
         """Rewritten after every cycle, for a supervisor to watch; None: none."""
         self.health: dict[str, dict[str, object]] = {}
+        self.metrics = metrics
+        """Counted as cycles run; served when ``metrics_port`` is set."""
+        self.metrics_port: int | None = None
+        self.metrics_address = "127.0.0.1"
         self.stop = threading.Event()
         self._failures = {mailbox.name: 0 for mailbox in self.mailboxes}
 
     def cycle(self, mailbox: Mailbox) -> CycleReport:
         """One cycle for one mailbox; a mailbox failure is logged and reported, never raised."""
+        started = time.monotonic()
         try:
             report = run_cycle(
                 mailbox,
@@ -121,6 +132,12 @@ class Daemon:
                          self._failures[mailbox.name])  # fmt: skip
             self._failures[mailbox.name] = 0
         self._note_health(report)
+        if self.metrics is not None:
+            self.metrics.cycle_seconds.labels(mailbox.name).observe(time.monotonic() - started)
+            if report.ok:
+                self.metrics.last_success.labels(mailbox.name).set_to_current_time()
+            else:
+                self.metrics.cycle_errors.labels(mailbox.name).inc()
         return report
 
     def _note_health(self, report: CycleReport) -> None:
@@ -195,6 +212,13 @@ class Daemon:
                         )
                         watcher.start()
                         watchers.append(watcher)
+            if self.metrics is not None and self.metrics_port is not None:
+                try:
+                    self.metrics.serve(self.metrics_port, self.metrics_address)
+                    log.info("Prometheus metrics on http://%s:%d/metrics", self.metrics_address, self.metrics_port)
+                except OSError as exc:  # triage matters more than its metrics
+                    log.error("cannot serve metrics on %s:%d (%s); running without them", self.metrics_address,
+                              self.metrics_port, exc.strerror or exc)  # fmt: skip
             log.info(
                 "watching %d mailbox(es): polling every %.0f s%s",
                 len(self.mailboxes), self.schedule.poll_interval, ", IDLE where the server has it" if watchers else "",
@@ -307,9 +331,16 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
     if options.deadlines is not None:
         sweeps.insert(0, deadline_sweep(settings, store, options.deadlines, now))
     triage = triage_from_settings(settings, predictor)
-    return Daemon(
-        mailboxes, store, options, settings.schedule, now, triage, jobs, sweeps, settings.health.heartbeat_file
-    )
+    health = settings.health
+    metrics = None
+    if health.metrics_port is not None:
+        from mailtriage.metrics import Metrics
+
+        metrics = Metrics(store)
+    daemon = Daemon(mailboxes, store, options, settings.schedule, now, triage, jobs, sweeps, health.heartbeat_file,
+                    metrics)  # fmt: skip
+    daemon.metrics_port, daemon.metrics_address = health.metrics_port, health.metrics_address
+    return daemon
 
 
 def deadline_sweep(settings: Settings, store: Store, policy: Policy, now: Callable[[], datetime]) -> Sweep:

@@ -397,10 +397,12 @@ class DeadlineSettings(_Section):
 
 
 class HealthSettings(_Section):
-    """How the daemon tells a supervisor it is alive: ``mailtriage status`` and a heartbeat file."""
+    """How the daemon tells a supervisor it is alive: ``mailtriage status``, a heartbeat file, Prometheus metrics."""
 
     stale_after: float = Field(default=900.0, gt=0)
     heartbeat_file: Path | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_address: str = "127.0.0.1"
 
 
 class LoggingSettings(_Section):

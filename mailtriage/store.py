@@ -622,6 +622,26 @@ class Store:
             ).all()
         return {**{f"recorded:{s}": n for s, n in statuses}, **{f"open:{s}": n for s, n in states}}
 
+    def metric_counts(self) -> dict[str, dict[tuple[str, ...], int]]:
+        """Messages by (mailbox, status, category) and those waiting for an answer by (mailbox, state)."""
+        column = self.messages_table.c
+        category = sa.func.coalesce(column.corrected, column.category, "")
+        with self._transaction() as db:
+            messages = db.execute(
+                sa.select(column.mailbox, column.status, category, sa.func.count()).group_by(
+                    column.mailbox, column.status, category
+                )
+            ).all()
+            waiting = db.execute(
+                sa.select(column.mailbox, column.deadline_state, sa.func.count())
+                .where(column.deadline_state.in_([s.value for s in OPEN]))
+                .group_by(column.mailbox, column.deadline_state)
+            ).all()
+        return {
+            "messages": {(m, s, c): n for m, s, c, n in messages},
+            "open": {(m, s): n for m, s, n in waiting},
+        }
+
     # --- audit log -----------------------------------------------------------------------------------------------
 
     def audit(

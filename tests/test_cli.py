@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -261,3 +262,38 @@ def test_status_names_a_model_that_was_altered(tmp_path: Path, seed_model: Path)
     path, _ = store_config(tmp_path, f'\n[classifier]\nmodel = "{model}"\n')
     code, out, _ = invoke("--config", str(path), "status", "--json")
     assert code == 5 and "altered or corrupted" in json.loads(out)["model"]["problem"]
+
+
+def test_the_daemon_serves_prometheus_metrics_of_its_cycles_messages_and_deadlines(
+    tmp_path: Path, seed_model: Path
+) -> None:
+    import mailbox
+    import threading
+    import time
+    import urllib.request
+
+    from mailtriage.scheduler import daemon_from_settings
+    from mailtriage.settings import load_settings
+    from tests.dovecot import free_port
+
+    inbox = mailbox.Maildir(tmp_path / "mail")
+    inbox.add(b"From: ann@example.org\r\nSubject: Broken kettle\r\nMessage-ID: <k1@example.org>\r\n\r\n"
+              b"My kettle stopped working after two days, it does not heat at all.\r\n")  # fmt: skip
+    port = free_port()
+    path, store = store_config(tmp_path, f'\n[classifier]\nmodel = "{seed_model}"\n\n[health]\nmetrics_port = {port}\n')
+    daemon = daemon_from_settings(load_settings(path))
+    runner = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not store.health().get("support") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    finally:
+        daemon.stop.set()
+        runner.join(timeout=30)
+    assert 'mailtriage_cycle_seconds_count{mailbox="support"} 1.0' in text
+    assert 'mailtriage_open_deadlines{mailbox="support",state="on-track"} 1.0' in text
+    assert re.search(r'mailtriage_messages\{category="[a-z-]+",mailbox="support",status="routed"\} 1\.0', text)
+    assert 'mailtriage_last_success_timestamp_seconds{mailbox="support"}' in text

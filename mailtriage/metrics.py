@@ -1,0 +1,61 @@
+"""Prometheus metrics, served over HTTP when ``health.metrics_port`` is set (``prometheus_client``).
+
+Cycle durations and failures are counted by the daemon as they happen; message counts and open deadlines are read
+from the store at each scrape (two grouped, indexed queries), so they survive restarts and agree with ``status``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from mailtriage.store import Store
+
+
+class Metrics:
+    """The daemon's metrics, in a registry of their own."""
+
+    def __init__(self, store: Store) -> None:
+        self.registry = CollectorRegistry()
+        self.cycle_seconds = Histogram(
+            "mailtriage_cycle_seconds", "Duration of a poll cycle.", ["mailbox"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )  # fmt: skip
+        self.cycle_errors = Counter(
+            "mailtriage_cycle_errors", "Cycles that failed (server, login or store).", ["mailbox"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.last_success = Gauge(
+            "mailtriage_last_success_timestamp_seconds", "When the mailbox's last cycle succeeded (Unix time).",
+            ["mailbox"], registry=self.registry,
+        )  # fmt: skip
+        self.registry.register(_StoreCollector(store))
+
+    def serve(self, port: int, address: str) -> None:
+        """Serve ``/metrics`` on ``address``:``port`` from a background thread."""
+        start_http_server(port, addr=address, registry=self.registry)
+
+
+class _StoreCollector(Collector):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        messages = GaugeMetricFamily(
+            "mailtriage_messages", "Messages recorded, by mailbox, status and category.",
+            labels=["mailbox", "status", "category"],
+        )  # fmt: skip
+        waiting = GaugeMetricFamily(
+            "mailtriage_open_deadlines", "Messages waiting for a first response, by deadline state.",
+            labels=["mailbox", "state"],
+        )  # fmt: skip
+        counts = self.store.metric_counts()
+        for (mailbox, status, category), count in counts["messages"].items():
+            messages.add_metric([mailbox, status, category], count)
+        for (mailbox, state), count in counts["open"].items():
+            waiting.add_metric([mailbox, state], count)
+        yield messages
+        yield waiting

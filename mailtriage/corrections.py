@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from mailtriage.errors import MailboxError
-from mailtriage.mailbox import Mailbox
+from mailtriage.mailbox import Mailbox, flags_at
 from mailtriage.parse import hash_content
-from mailtriage.store import MessageRecord, Store, SyncState
+from mailtriage.store import Store, SyncState
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +69,20 @@ def scan_keyword_corrections(
     daemon runs it on a schedule of its own, apart from the poll.
     """
     records = store.categorized_since(mailbox.name, now - window)
-    by_folder: dict[str, list[MessageRecord]] = {}
-    for record in records:
-        by_folder.setdefault(record.folder, []).append(record)
+    flags = flags_at(mailbox, [(record.folder, record.uid) for record in records])
     found = 0
-    for folder, mine in by_folder.items():
-        try:
-            flags = mailbox.flags(folder, [r.uid for r in mine])
-        except MailboxError as exc:
-            if exc.retryable:
-                raise
-            continue  # the folder is gone
-        for record in mine:
-            # Keywords mailtriage set itself say nothing about the agent (they travel along when a message is moved).
-            ours = set((record.route or {}).get("keywords", ()))
-            named = {keywords[flag] for flag in flags.get(record.uid, ()) if flag in keywords and flag not in ours}
-            current = record.corrected or record.category
-            if named and current not in named and len(named) == 1:
-                (category,) = named
-                store.recategorize(record, category, how="keyword", now=now)
-                log.info("mailbox %s: %s given the keyword of %s by an agent (was %s): recorded as a correction",
-                         mailbox.name, record.message_id, category, current)  # fmt: skip
-                found += 1
+    for record in records:
+        # Keywords mailtriage set itself say nothing about the agent (they travel along when a message is moved).
+        ours = set((record.route or {}).get("keywords", ()))
+        given = flags.get((record.folder, record.uid), frozenset())
+        named = {keywords[flag] for flag in given if flag in keywords and flag not in ours}
+        current = record.corrected or record.category
+        if named and current not in named and len(named) == 1:
+            (category,) = named
+            store.recategorize(record, category, how="keyword", now=now)
+            log.info("mailbox %s: %s given the keyword of %s by an agent (was %s): recorded as a correction",
+                     mailbox.name, record.message_id, category, current)  # fmt: skip
+            found += 1
     return found
 
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from mailtriage.deadlines import Policy, State, format_span, later
 from mailtriage.errors import MailboxError, NotifyError
-from mailtriage.mailbox import Mailbox
+from mailtriage.mailbox import Mailbox, flags_at
 from mailtriage.models import RawMessage
 from mailtriage.parse import parse_message
 from mailtriage.store import MessageRecord, Signal, Store, SyncState
@@ -142,7 +142,7 @@ def _answered_by_flag(
     waiting. A message no longer where it was recorded is looked for where it was routed."""
     by_id = {record.id: record for record in waiting}
     answered: set[int] = set()
-    looked = _flags(mailbox, store, [*waiting, *store.follow_ups(list(by_id))], now)
+    looked = _flags(mailbox, store, [*waiting, *store.follow_ups(list(by_id))])
     for record, flags in looked:
         root = by_id.get(record.thread_of or record.id)
         if root is not None and "\\Answered" in flags and root.id not in answered:
@@ -152,29 +152,20 @@ def _answered_by_flag(
 
 
 def _flags(
-    mailbox: Mailbox, store: Store, records: Iterable[MessageRecord], now: datetime
+    mailbox: Mailbox, store: Store, records: Iterable[MessageRecord]
 ) -> list[tuple[MessageRecord, frozenset[str]]]:
-    by_folder: dict[str, list[MessageRecord]] = {}
-    for record in records:
-        by_folder.setdefault(record.folder, []).append(record)
+    """The flags of these messages where they are; one no longer there is looked for where it was routed."""
+    records = list(records)
+    flags = flags_at(mailbox, [(record.folder, record.uid) for record in records])
     found: list[tuple[MessageRecord, frozenset[str]]] = []
-    missing: list[MessageRecord] = []
-    for folder, mine in by_folder.items():
-        try:
-            flags = mailbox.flags(folder, [r.uid for r in mine])
-        except MailboxError as exc:
-            if exc.retryable:
-                raise
-            flags = {}  # the folder is gone
-        for record in mine:
-            if record.uid in flags:
-                found.append((record, flags[record.uid]))
-            else:
-                missing.append(record)
-    for record in missing:
+    for record in records:
+        place = (record.folder, record.uid)
+        if place in flags:
+            found.append((record, flags[place]))
+            continue
         moved = _relocate(mailbox, store, record)
         if moved is not None:
-            found.extend((moved, flags) for flags in mailbox.flags(moved.folder, [moved.uid]).values())
+            found.extend((moved, value) for value in mailbox.flags(moved.folder, [moved.uid]).values())
     return found
 
 

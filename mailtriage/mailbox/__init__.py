@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
+from mailtriage.errors import MailboxError
 from mailtriage.models import FolderStatus, RawMessage
 from mailtriage.settings import MailboxSettings
 
@@ -57,6 +58,24 @@ class Mailbox(Protocol):
     def move(self, folder: str, uid: int, destination: str) -> None:
         """Move a message to ``destination``, creating that folder if it is missing. Never deletes anything else."""
         ...
+
+
+def flags_at(mailbox: Mailbox, places: Iterable[tuple[str, int]]) -> dict[tuple[str, int], frozenset[str]]:
+    """The flags of the messages at these (folder, UID) places, one request per folder. Places no longer there,
+    and folders that are gone, are left out; a lost connection raises MailboxError."""
+    by_folder: dict[str, list[int]] = {}
+    for folder, uid in places:
+        by_folder.setdefault(folder, []).append(uid)
+    found: dict[tuple[str, int], frozenset[str]] = {}
+    for folder, uids in by_folder.items():
+        try:
+            flags = mailbox.flags(folder, uids)
+        except MailboxError as exc:
+            if exc.retryable:
+                raise
+            continue  # the folder is gone
+        found.update(((folder, uid), value) for uid, value in flags.items())
+    return found
 
 
 def header_section(data: bytes) -> bytes:

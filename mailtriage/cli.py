@@ -188,7 +188,7 @@ def demo(ctx: click.Context, keep: Path | None) -> None:
     \b
     Example:
       mailtriage demo
-      mailtriage demo --keep ./demo    # keep the Maildir and the store to look at
+      mailtriage demo --keep ./demo    # keep the Maildir, the store and a config to run the daemon on
     """
     from mailtriage.demo import run_demo
 
@@ -218,7 +218,12 @@ def demo(ctx: click.Context, keep: Path | None) -> None:
     drafted = sum(1 for record in records if (record.route or {}).get("template"))
     console.print(f"{drafted} reply drafts written to the Maildir's Drafts folder, threaded to their messages")
     if keep is not None:
-        console.print(f"Maildir (drafts in {keep / 'Maildir' / '.Drafts'}) and store kept in {keep}")
+        from mailtriage.demo import write_config
+
+        config = write_config(keep)
+        click.echo(f"Maildir (drafts in {keep / 'Maildir' / '.Drafts'}) and store kept in {keep}")
+        click.echo(f"Run the daemon on it (mail dropped into {keep / 'Maildir' / 'new'} is triaged within 10 s):")
+        click.echo(f"  mailtriage --config {config} run")
 
 
 def _optional_settings(ctx: click.Context) -> Settings | None:

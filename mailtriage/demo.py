@@ -47,6 +47,42 @@ def demo_settings(workdir: Path) -> Settings:
     )
 
 
+DEMO_CONFIG = f"""\
+# The demo's configuration, written by `mailtriage demo --keep`: the same daemon on the demo Maildir.
+# Run it:   mailtriage --config {{config}} run
+# Every setting is documented in config.example.toml.
+
+[[mailboxes]]
+name = "demo"
+maildir = "Maildir"
+
+[store]
+url = "sqlite:///mailtriage.db"
+
+[intake]
+own_addresses = ["{SUPPORT_ADDRESS}"]
+
+[classifier]
+model = "models/default.skops"
+
+[drafts]
+from_address = "Support <{SUPPORT_ADDRESS}>"
+
+[schedule]
+poll_interval = 10
+
+[health]
+heartbeat_file = "mailtriage.heartbeat.json"
+"""
+
+
+def write_config(workdir: Path) -> Path:
+    """The demo's configuration as a file in ``workdir``, for running the daemon on the kept demo."""
+    path = workdir / "mailtriage.toml"
+    path.write_text(DEMO_CONFIG.format(config=path), encoding="utf-8")
+    return path
+
+
 def run_demo(workdir: Path) -> tuple[list[CycleReport], list[MessageRecord]]:
     """Build the sample Maildir under ``workdir``, run one cycle over it and return what was recorded."""
     build_maildir(workdir / "Maildir")

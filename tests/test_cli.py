@@ -143,6 +143,22 @@ def test_the_demo_triages_the_sample_mail_and_prints_a_table(tmp_path: Path) -> 
     assert (tmp_path / "demo" / "mailtriage.db").exists()
 
 
+def test_the_kept_demo_has_a_config_on_which_the_daemon_runs_and_triages_new_mail(tmp_path: Path) -> None:
+    import mailbox
+
+    code, out, _ = invoke("demo", "--keep", str(tmp_path / "demo"))
+    config = tmp_path / "demo" / "mailtriage.toml"
+    assert code == 0 and f"mailtriage --config {config} run" in out
+    mailbox.Maildir(tmp_path / "demo" / "Maildir").add(
+        b"From: Ann <ann@example.org>\r\nSubject: Kettle leaks\r\nMessage-ID: <new-1@example.org>\r\n\r\n"
+        b"My new kettle leaks from the bottom, can I get a replacement?\r\n"
+    )
+    code, out, _ = invoke("--config", str(config), "run", "--once")
+    assert code == 0 and out.strip() == "demo: 1 new, 0 skipped, 0 failed"
+    code, _, _ = invoke("--config", str(config), "status")
+    assert code == 0 and (tmp_path / "demo" / "mailtriage.heartbeat.json").exists()
+
+
 MAILDIR = """
 [[mailboxes]]
 name = "support"

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import platform
+import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -312,7 +313,7 @@ def train(examples: Sequence[Example], *, folds: int = 5, sources: Iterable[str]
 
 def save(trained: TrainedModel, path: Path) -> dict[str, Any]:
     """Write the model to ``path`` and its metadata, with the file's SHA-256, beside it (``.json``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable(path)
     sio.dump(trained.model, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     metadata = {**trained.metadata, "sha256": digest, "version": digest[:12]}
@@ -462,6 +463,19 @@ def load_or_build_default(path: Path, categories: Sequence[str], log: Callable[[
     """The model at ``path``; when it is missing and the categories are the defaults, it is built from the seed
     set first (a few seconds), so that a first run needs no training step."""
     if not path.exists() and sorted(categories) == sorted(DEFAULT_CATEGORY_NAMES):
+        writable(path)  # before the training, not after it
         log(f"no model at {path}: building the default model from the seed set")
         save(train(seed_examples(), sources=["seed"]), path)
     return load(path, categories)
+
+
+def writable(path: Path) -> None:
+    """Raise ModelError unless a model can be written at ``path`` (its folder is made if missing)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".mailtriage-"):
+            pass
+    except OSError as exc:
+        raise ModelError(
+            path, f"cannot write a model there ({exc.strerror or exc}): set classifier.model to a writable path"
+        ) from None

@@ -56,9 +56,11 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def _settings(ctx: click.Context) -> Settings:
+def _settings(ctx: click.Context, *, secrets: bool = False) -> Settings:
+    """The configuration; ``secrets``: check now that every mailbox's secret can be read (for commands that log
+    in: the others work from the store and need none)."""
     path = find_config(ctx.obj["config"])
-    settings = load_settings(path)
+    settings = load_settings(path, check_secrets=secrets)
     _setup_logging(ctx.obj["log_level"] or settings.logging.level)
     return settings
 
@@ -132,7 +134,7 @@ def run(ctx: click.Context, once: bool, as_json: bool) -> None:
     """
     from mailtriage.scheduler import daemon_from_settings
 
-    settings = _settings(ctx)
+    settings = _settings(ctx, secrets=True)
     for warning in template_warnings(settings):
         logging.getLogger("mailtriage").warning("%s", warning)
     daemon = daemon_from_settings(settings)

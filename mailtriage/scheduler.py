@@ -96,6 +96,8 @@ class Daemon:
         """Rewritten after every cycle, for a supervisor to watch; None: none."""
         self.health: dict[str, dict[str, object]] = {}
         self.metrics = metrics
+        self.once = False
+        """Set by ``run_once``: a failure is tried again by the next run, not by this process."""
         """Counted as cycles run; served when ``metrics_port`` is set."""
         self.metrics_port: int | None = None
         self.metrics_address = "127.0.0.1"
@@ -123,7 +125,8 @@ class Daemon:
                 then = "check its username and secret; other mailboxes go on"
             else:
                 then = "what was begun is finished at the next cycle; other mailboxes go on"
-            log.error("%s; %s; retrying mailbox %s in %s", exc, then, mailbox.name, seconds(delay))
+            again = "the next run tries it again" if self.once else f"retrying it in {seconds(delay)}"
+            log.error("%s; %s; %s", exc, then, again)
             mailbox.close()
             report = CycleReport(mailbox.name, error=str(exc))
         else:
@@ -156,6 +159,7 @@ class Daemon:
             write_heartbeat(self.heartbeat_file, self.health, now)
 
     def run_once(self) -> list[CycleReport]:
+        self.once = True
         try:
             reports = [self.cycle(mailbox) for mailbox in self.mailboxes]
             self.sweep_all()
@@ -306,10 +310,10 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
     from mailtriage.classify import Predictor, load, load_or_build_default
     from mailtriage.training import default_sources, retrain
 
+    store = Store(settings.store.url, settings.store.busy_timeout)  # first: opening it fails fast, a model is slow
     classifier = load_or_build_default(settings.classifier.model, settings.category_names(), log.info)
     predictor = Predictor(classifier, settings.classifier.threshold, settings.classifier.fallback)
     mailboxes = [open_mailbox(mailbox) for mailbox in settings.mailboxes]
-    store = Store(settings.store.url, settings.store.busy_timeout)
 
     def scheduled_retrain() -> None:
         examples, sources = default_sources(settings, store)

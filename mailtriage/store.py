@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -142,6 +143,16 @@ class Store:
             )
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open the store at {_shown(url)}: {_reason(exc)}") from None
+        except ImportError as exc:  # the database's driver is an extra: pip install 'mailtriage[postgresql]'
+            raise StoreError(
+                f"cannot open the store at {_shown(url)}: its database driver is not installed ({exc}); for "
+                "PostgreSQL: pip install 'psycopg[binary]'"
+            ) from None
+        except CommandError as exc:  # a schema revision this version does not know: written by a newer one
+            raise StoreError(
+                f"cannot open the store at {_shown(url)}: its schema is newer than this version of mailtriage "
+                f"knows ({exc}); upgrade mailtriage, or restore a backup made with this version"
+            ) from None
         self.sync_state_table = schema.tables["sync_state"]
         self.messages_table = schema.tables["messages"]
         self.audit_table = schema.tables["audit_log"]

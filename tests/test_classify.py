@@ -254,3 +254,13 @@ def test_train_reads_a_folder_of_eml_files_per_category(tmp_path: Path) -> None:
     code, out, _ = run("train", "--eml", str(tmp_path / "mail"), "--no-seed", "--out", str(tmp_path / "m.skops"))
     assert code == 0 and "20 examples, 2 categories" in out
     assert classify.load(tmp_path / "m.skops").metadata["examples"]["kaputt"]["de"] >= 8
+
+
+def test_a_model_path_that_cannot_be_written_is_refused_before_any_training(tmp_path: Path) -> None:
+    (tmp_path / "not-a-folder").write_text("a file where the models folder should be")
+    messages: list[str] = []
+    with pytest.raises(classify.ModelError, match="cannot write a model there .*set classifier.model"):
+        classify.load_or_build_default(
+            tmp_path / "not-a-folder" / "default.skops", classify.DEFAULT_CATEGORY_NAMES, messages.append
+        )
+    assert messages == []  # refused before "building the default model" began

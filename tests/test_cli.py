@@ -313,3 +313,17 @@ def test_the_daemon_serves_prometheus_metrics_of_its_cycles_messages_and_deadlin
     assert 'mailtriage_open_deadlines{mailbox="support",state="on-track"} 1.0' in text
     assert re.search(r'mailtriage_messages\{category="[a-z-]+",mailbox="support",status="routed"\} 1\.0', text)
     assert 'mailtriage_last_success_timestamp_seconds{mailbox="support"}' in text
+
+
+def test_commands_that_never_log_in_work_without_the_mailbox_secret(tmp_path: Path) -> None:
+    path = tmp_path / "mailtriage.toml"
+    store = tmp_path / "store.db"
+    path.write_text(
+        '[[mailboxes]]\nname = "support"\nhost = "imap.example.com"\nusername = "s@example.com"\n'
+        f'secret = {{ env = "NOT_SET_HERE" }}\n\n[store]\nurl = "sqlite:///{store}"\n'
+    )
+    for command in (["deadlines"], ["report", "--json"], ["review"], ["status", "--json"]):
+        code, _, err = invoke("--config", str(path), *command, env={"NOT_SET_HERE": ""})
+        assert code in (0, 5) and "NOT_SET_HERE" not in err, (command, err)
+    code, _, err = invoke("--config", str(path), "run", "--once", env={"NOT_SET_HERE": ""})
+    assert code == 2 and "NOT_SET_HERE" in err

@@ -126,7 +126,7 @@ def test_a_connection_cut_at_any_point_of_a_cycle_loses_nothing_and_drafts_once(
         first = daemon.cycle(daemon.mailboxes[0])
     assert cut.is_set() and not first.ok
     [line] = errors(caplog)
-    assert account.username in line and "retrying mailbox" in line and "finished at the next cycle" in line
+    assert account.username in line and "retrying it in" in line and "finished at the next cycle" in line
     second = daemon.cycle(daemon.mailboxes[0])
     assert second.ok, second.error
     daemon.close()
@@ -182,7 +182,7 @@ def test_a_locked_store_fails_the_cycle_with_one_line_and_the_next_cycle_loses_n
         holder.close()
     assert not first.ok and "database is locked" in str(first.error)
     [line] = errors(caplog)
-    assert "database is locked" in line and "nothing is lost" in line and "retrying mailbox" in line
+    assert "database is locked" in line and "nothing is lost" in line and "retrying it in" in line
     assert daemon.cycle(daemon.mailboxes[0]).ok
     daemon.close()
     assert_each_processed_once(account, store, 3)
@@ -252,7 +252,8 @@ def test_a_failing_token_command_an_expired_token_and_a_wrong_password_each_say_
     assert accounts[1].username in lines[0] and "cannot get the secret" in lines[0] and "503" in lines[0]
     assert accounts[2].username in lines[1] and "login refused" in lines[1]
     assert accounts[3].username in lines[2] and "login refused" in lines[2]
-    assert all("check its username and secret; other mailboxes go on; retrying mailbox" in line for line in lines)
+    assert all("check its username and secret; other mailboxes go on; the next run tries it again" in line
+               for line in lines)  # fmt: skip
     assert all("not-the-password" not in line and "expired-token" not in line for line in lines)
     health = store.health()
     assert health[accounts[0].username].failures == 0 and health[accounts[0].username].last_ok_at is not None

@@ -54,3 +54,15 @@ def test_a_lost_uid_file_reprocesses_nothing(tmp_path: Path) -> None:
     box.add(letter(5))
     report = run_cycle(MaildirMailbox("local", tmp_path / "Maildir"), store, now=now)
     assert (report.new, report.skipped, store.count()) == (1, 5, 6)
+
+
+def test_keywords_a_folder_cannot_keep_are_left_out_and_its_flags_still_set() -> None:
+    from mailtriage.mailbox.imap import storable
+
+    exchange = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})  # no \* : no new keywords
+    assert storable(["\\Flagged", "$Returns", "$DeadlineSoon"], exchange) == (
+        ["\\Flagged"],
+        ["$Returns", "$DeadlineSoon"],
+    )
+    assert storable(["\\Flagged", "$Returns"], exchange | {"$returns"}) == (["\\Flagged", "$Returns"], [])
+    assert storable(["\\Flagged", "$Returns"], frozenset({"\\*"})) == (["\\Flagged", "$Returns"], [])

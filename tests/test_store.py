@@ -51,3 +51,23 @@ def test_a_store_that_cannot_be_opened_is_one_clear_error(tmp_path: Path) -> Non
     blocker.write_text("")
     with pytest.raises(StoreError, match="cannot open the store"):
         Store(f"sqlite:///{blocker / 'sub' / 'store.db'}")
+
+
+def test_a_store_written_by_a_newer_version_is_refused_with_one_clear_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    Store(url).close()
+    with sa.create_engine(url).begin() as db:
+        db.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(StoreError, match="its schema is newer than this version of mailtriage knows"):
+        Store(url)
+
+
+def test_a_database_whose_driver_is_missing_says_what_to_install() -> None:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("psycopg is installed here: no missing driver to show")
+    with pytest.raises(StoreError, match=r"driver is not installed .*pip install 'psycopg\[binary\]'"):
+        Store("postgresql://support@db.example.com/mailtriage")

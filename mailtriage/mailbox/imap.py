@@ -42,6 +42,7 @@ class ImapMailbox:
         self._view: _View | None = None
         self._delimiter: str | None = None
         self._lock = threading.RLock()
+        self._warned: set[str] = set()
 
     # --- connection ----------------------------------------------------------------------------------------------
 
@@ -90,7 +91,8 @@ class ImapMailbox:
                 ) from None
             except SecretError as exc:
                 self._drop()
-                raise AuthenticationFailed(self.name, f"cannot get the secret to log in: {exc}") from None
+                said = str(exc).removeprefix(f"mailbox {self.name!r}: ")
+                raise AuthenticationFailed(self.name, f"cannot get the secret to log in: {said}") from None
             except (TimeoutError, IMAPClientAbortError, OSError, ssl.SSLError) as exc:
                 self._drop()
                 raise MailboxError(self.name, f"{type(exc).__name__}: {_text(exc)}") from None
@@ -196,10 +198,19 @@ class ImapMailbox:
             return sorted(client.search(["HEADER", header, value]))
 
     def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        """Set flags and keywords; keywords the folder cannot keep (its PERMANENTFLAGS has no ``\\*``, as on
+        Exchange Online) are left out, with a warning once per folder, rather than failing the whole change."""
         with self._session() as client:
-            self._writable(client, self._server_name(client, folder))
-            client.add_flags([uid], list(flags), silent=True)
-            labels = [flag for flag in flags if not flag.startswith("\\")]
+            view = self._writable(client, self._server_name(client, folder))
+            kept, dropped = storable(flags, view.permanent)
+            if dropped and view.folder not in self._warned:
+                self._warned.add(view.folder)
+                log.warning("mailbox %s: %s keeps no new keywords (PERMANENTFLAGS): %s not set; flags are",
+                            self.name, folder, ", ".join(dropped))  # fmt: skip
+            if not kept:
+                return
+            client.add_flags([uid], kept, silent=True)
+            labels = [flag for flag in kept if not flag.startswith("\\")]
             if labels and client.has_capability("X-GM-EXT-1"):  # Gmail shows labels, not keywords
                 client.add_gmail_labels([uid], labels, silent=True)
 
@@ -222,13 +233,16 @@ class ImapMailbox:
             self._delimiter = _text(found[0][1]) if found and found[0][1] else "/"
         return folder.replace("/", self._delimiter)
 
-    def _writable(self, client: Any, folder: str) -> None:
+    def _writable(self, client: Any, folder: str) -> _View:
         """Open ``folder`` read-write (for flags and MOVE); reads there still use BODY.PEEK. Never CLOSEd."""
         if self._view is None or self._view.folder != folder or not self._view.writable:
             found = client.select_folder(folder)
             uidnext = int(found.get(b"UIDNEXT", 0))
-            self._view = _View(folder, int(found[b"UIDVALIDITY"]), uidnext, int(found[b"EXISTS"]), writable=True)
+            permanent = frozenset(_text(f) for f in found.get(b"PERMANENTFLAGS", (b"\\*",)))
+            self._view = _View(folder, int(found[b"UIDVALIDITY"]), uidnext, int(found[b"EXISTS"]), writable=True,
+                               permanent=permanent)  # fmt: skip
         self._view.current = False
+        return self._view
 
     def special_folder(self, role: str) -> str | None:
         """The folder the server marks with SPECIAL-USE ``role`` ('drafts' or 'sent'), or the configured one."""
@@ -288,6 +302,20 @@ class _View:
     exists: int
     current: bool = True
     writable: bool = False
+    permanent: frozenset[str] = frozenset({"\\*"})
+    """PERMANENTFLAGS of a folder opened read-write: ``\\*`` means any new keyword is kept."""
+
+
+def storable(flags: Sequence[str], permanent: frozenset[str]) -> tuple[list[str], list[str]]:
+    """The flags a folder with these PERMANENTFLAGS keeps, and the keywords it would refuse (RFC 3501 7.1)."""
+    kept, dropped = [], []
+    lowered = {p.lower() for p in permanent}
+    for flag in flags:
+        if flag.startswith("\\") or "\\*" in permanent or flag.lower() in lowered:
+            kept.append(flag)
+        else:
+            dropped.append(flag)
+    return kept, dropped
 
 
 def _changed(responses: list[Any]) -> bool:

@@ -4,6 +4,7 @@ below. Pure: the message is built, not sent or stored."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,8 +20,13 @@ from mailtriage.models import Address, ParsedEmail
 from mailtriage.templates import Templates
 
 ANSWERS_HEADER = "X-Mailtriage-Answers"
-"""Names the message a draft answers, so that a draft is looked for before one is written again."""
+"""Names the message a draft answers by its Message-ID, for people and mail clients to read."""
+ANSWERS_HASH_HEADER = "X-Mailtriage-Answers-Hash"
+"""Names it by its content (see ``answers_hash``): a draft is looked for by this before one is written again, since
+two different mails can share a Message-ID."""
 MAX_REFERENCES = 20
+MAX_REPLY_TO = 5
+"""A Reply-To naming more addresses than this is not a customer's: the draft goes to the sender instead."""
 MAX_QUOTED_LINES = 200
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|wg|r|ré|réf)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 _QUOTE_INTRO = {
@@ -30,20 +36,32 @@ _QUOTE_INTRO = {
 }
 
 
+def answers_hash(content_hash: str) -> str:
+    """What ANSWERS_HASH_HEADER holds for a message: the first 128 bits of its content's SHA-256, which fit on one
+    header line (the whole hash would be folded onto a second)."""
+    return content_hash[:32]
+
+
 def reply_subject(subject: str) -> str:
     """``Re: `` and the original subject, without piling up prefixes (Re:, RE :, AW:, SV:...)."""
     return "Re: " + _REPLY_PREFIX.sub("", subject).strip()
 
 
 def greeting_name(sender: Address | None) -> str:
-    """The name to greet the customer by, or '' when the From header gives no usable one."""
+    """The name to greet the customer by, or '' when the From header gives no usable one: only letters, with
+    spaces, dots, hyphens and apostrophes between them, so that what a broken header decodes to (U+FFFD, stray
+    symbols) never opens a reply."""
     if sender is None or not sender.name or "@" in sender.name:
         return ""
     name = sender.name.strip().strip("\"'")
     if "," in name:  # "Schneider, Björn"
         last, _, first = name.partition(",")
         name = f"{first.strip()} {last.strip()}".strip()
-    return name if any(ch.isalpha() for ch in name) else ""
+    return name if any(ch.isalpha() for ch in name) and all(map(_in_a_name, name)) else ""
+
+
+def _in_a_name(ch: str) -> bool:
+    return ch.isalpha() or ch in " .-'’" or unicodedata.category(ch).startswith("M")
 
 
 def references(parsed: ParsedEmail, patterns: Sequence[str]) -> list[str]:
@@ -76,14 +94,20 @@ def build_reply(parsed: ParsedEmail, body: str, language: str, *, from_address: 
     message = EmailMessage(policy=policy.SMTP)
     name, address = parseaddr(from_address)
     message["From"] = HeaderAddress(display_name=name, addr_spec=address)
-    recipients = parsed.reply_to or ((parsed.sender,) if parsed.sender else ())
+    recipients = parsed.reply_to if len(parsed.reply_to) <= MAX_REPLY_TO else ()
+    recipients = recipients or ((parsed.sender,) if parsed.sender else ())
     message["To"] = [HeaderAddress(display_name=a.name, addr_spec=a.email) for a in recipients]
     message["Subject"] = reply_subject(parsed.subject)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = make_msgid(domain=address.partition("@")[2] or None)
-    message["In-Reply-To"] = parsed.message_id
-    message["References"] = " ".join([*parsed.references[-(MAX_REFERENCES - 1) :], parsed.message_id])
+    # A msg-id is ASCII (RFC 5322): one decoded from raw 8-bit bytes would be encoded into a word no one matches.
+    thread = [m for m in (*parsed.references[-(MAX_REFERENCES - 1) :], parsed.message_id) if m.isascii()]
+    if parsed.message_id.isascii():
+        message["In-Reply-To"] = parsed.message_id
+    if thread:
+        message["References"] = " ".join(thread)
     message[ANSWERS_HEADER] = parsed.message_id
+    message[ANSWERS_HASH_HEADER] = answers_hash(parsed.content_hash)
     message.set_content(
         body.rstrip() + "\n\n" + quote(parsed, language) + "\n", charset="utf-8", cte="quoted-printable"
     )

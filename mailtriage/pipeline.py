@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from mailtriage.deadlines import Policy
-from mailtriage.draft import ANSWERS_HEADER, Draft
+from mailtriage.draft import ANSWERS_HASH_HEADER, Draft, answers_hash
 from mailtriage.errors import MailboxError, NotifyError, TemplateError
 from mailtriage.mailbox import Mailbox
 from mailtriage.models import Classification, MessageKind, ParsedEmail, RawMessage, RouteDecision
@@ -284,7 +284,7 @@ def apply_pending(
 ) -> None:
     """Make the recorded decisions true on the server: the draft, then flags and keywords, then the move.
 
-    Every step is checked first or harmless to repeat (a draft is looked for by the header naming the message it
+    Every step is checked first or harmless to repeat (a draft is looked for by the content hash of the message it
     answers; flags are added; a message no longer in the inbox has been moved), so a crash anywhere and a restart
     do each step once. A template that fails or a folder the server refuses leaves the message in the inbox,
     flagged for a human, with the reason logged and audited; the cycle goes on. A lost connection stops here, and
@@ -322,7 +322,8 @@ def _apply(
 ) -> None:
     if decision.template and stages.draft is not None:
         drafts = mailbox.special_folder("drafts") or "Drafts"
-        if mailbox.find(drafts, ANSWERS_HEADER, record.message_id):
+        # By content, not Message-ID: two different mails can share one, and each is owed its own draft.
+        if mailbox.find(drafts, ANSWERS_HASH_HEADER, answers_hash(record.content_hash)):
             store.audit(record.mailbox, "draft-exists", {"folder": drafts}, now=now, message=record.id)
         else:
             draft = stages.draft(message, decision.template, record.language or "unknown", now, record.due_at)

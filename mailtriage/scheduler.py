@@ -96,9 +96,9 @@ class Daemon:
         """Rewritten after every cycle, for a supervisor to watch; None: none."""
         self.health: dict[str, dict[str, object]] = {}
         self.metrics = metrics
+        """Counted as cycles run; served when ``metrics_port`` is set."""
         self.once = False
         """Set by ``run_once``: a failure is tried again by the next run, not by this process."""
-        """Counted as cycles run; served when ``metrics_port`` is set."""
         self.metrics_port: int | None = None
         self.metrics_address = "127.0.0.1"
         self.stop = threading.Event()
@@ -116,15 +116,19 @@ class Daemon:
                 should_stop=self.stop.is_set,
                 stages=self.stages,
             )
-        except (MailboxError, StoreError) as exc:
+        except Exception as exc:  # a fault of the server, the store, or of mailtriage itself: never the end of it
             self._failures[mailbox.name] += 1
             delay = backoff(self._failures[mailbox.name], self.schedule)
             if isinstance(exc, StoreError):
                 then = "nothing is lost: what was not recorded is read again"
             elif isinstance(exc, AuthenticationFailed):
                 then = "check its username and secret; other mailboxes go on"
-            else:
+            elif isinstance(exc, MailboxError):
                 then = "what was begun is finished at the next cycle; other mailboxes go on"
+            else:  # a bug: the traceback goes to the log, for a report
+                log.error("mailbox %s: unexpected %s in a cycle (a bug in mailtriage: please report it)",
+                          mailbox.name, type(exc).__name__, exc_info=exc)  # fmt: skip
+                then = "other mailboxes go on"
             again = "the next run tries it again" if self.once else f"retrying it in {seconds(delay)}"
             log.error("%s; %s; %s", exc, then, again)
             mailbox.close()
@@ -181,7 +185,10 @@ class Daemon:
                 continue  # its cycle failed and said why; the sweep waits until the mailbox works again
             try:
                 sweep.run(mailbox)
-            except (MailboxError, StoreError) as exc:
+            except Exception as exc:  # one mailbox's sweep never stops the others, nor the daemon
+                if not isinstance(exc, (MailboxError, StoreError)):
+                    log.error("mailbox %s: unexpected %s in the %s sweep (a bug in mailtriage: please report it)",
+                              mailbox.name, type(exc).__name__, sweep.name, exc_info=exc)  # fmt: skip
                 log.warning("%s; the %s sweep goes on at its next run", exc, sweep.name)
 
     def close(self) -> None:

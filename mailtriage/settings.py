@@ -513,6 +513,10 @@ def load_settings(path: Path, *, check_secrets: bool = True) -> Settings:
     return settings
 
 
+_SECRET_KEY = re.compile(r"secret|passw|token|webhook_url|credential|api_?key", re.IGNORECASE)
+"""Keys whose refused value is never shown in an error: it may be the secret itself."""
+
+
 def _config_error(source: str, exc: ValidationError, data: Mapping[str, Any]) -> ConfigError:
     error = exc.errors()[0]
     loc = [part for part in error["loc"] if part not in ("function-after",)]
@@ -526,6 +530,8 @@ def _config_error(source: str, exc: ValidationError, data: Mapping[str, Any]) ->
     expected = str(error["msg"])
     for prefix in ("Input should be ", "Value error, "):
         expected = expected.removeprefix(prefix)
+    if _SECRET_KEY.search(key) and value is not MISSING:
+        value = "(hidden)"  # a secret written where it does not belong is still a secret
     if error["type"] in ("enum", "literal_error"):
         expected = f"one of {expected}"
     elif error["type"] == "extra_forbidden":

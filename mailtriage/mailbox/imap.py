@@ -195,7 +195,8 @@ class ImapMailbox:
     def find(self, folder: str, header: str, value: str) -> list[int]:
         with self._session() as client:
             self._opened(client, self._server_name(client, folder))
-            return sorted(client.search(["HEADER", header, value]))
+            # SEARCH is US-ASCII unless a charset is given; a Message-ID may carry raw 8-bit bytes.
+            return sorted(client.search(["HEADER", header, value], charset=None if value.isascii() else "UTF-8"))
 
     def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
         """Set flags and keywords; keywords the folder cannot keep (its PERMANENTFLAGS has no ``\\*``, as on

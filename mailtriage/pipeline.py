@@ -322,11 +322,15 @@ def _apply(
 ) -> None:
     if decision.template and stages.draft is not None:
         drafts = mailbox.special_folder("drafts") or "Drafts"
-        # By content, not Message-ID: two different mails can share one, and each is owed its own draft.
-        if mailbox.find(drafts, ANSWERS_HASH_HEADER, answers_hash(record.content_hash)):
+        # Drafts is searched only when an APPEND was begun before (a crash or a cut may have hidden whether it
+        # landed): searching it before every draft cost more the fuller Drafts grew. By content, not Message-ID:
+        # two different mails can share one, and each is owed its own draft.
+        begun = store.has_event(record.id, "draft-appending")
+        if begun and mailbox.find(drafts, ANSWERS_HASH_HEADER, answers_hash(record.content_hash)):
             store.audit(record.mailbox, "draft-exists", {"folder": drafts}, now=now, message=record.id)
         else:
             draft = stages.draft(message, decision.template, record.language or "unknown", now, record.due_at)
+            store.audit(record.mailbox, "draft-appending", {"folder": drafts}, now=now, message=record.id)
             mailbox.append(drafts, draft.data, DRAFT_FLAGS)
             provenance = {"folder": drafts, "template": draft.template, "sha256": draft.sha256,
                           "approved_by": draft.approved_by, "approved_at": draft.approved_at}  # fmt: skip

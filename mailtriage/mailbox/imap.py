@@ -43,6 +43,7 @@ class ImapMailbox:
         self._delimiter: str | None = None
         self._lock = threading.RLock()
         self._warned: set[str] = set()
+        self._special: dict[str, str | None] = {}
 
     # --- connection ----------------------------------------------------------------------------------------------
 
@@ -250,9 +251,11 @@ class ImapMailbox:
         configured = getattr(self.settings.folders, role)
         if configured:
             return str(configured)
-        with self._session() as client:
-            found = client.find_special_folder(_SPECIAL[role])
-        return None if found is None else str(found)
+        if role not in self._special:  # folders' roles do not change under a running daemon: asked once
+            with self._session() as client:
+                found = client.find_special_folder(_SPECIAL[role])
+            self._special[role] = None if found is None else str(found)
+        return self._special[role]
 
     # --- waiting for mail ----------------------------------------------------------------------------------------
 

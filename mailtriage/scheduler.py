@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -269,7 +270,12 @@ class Daemon:
                 return
 
             def wake() -> None:
-                scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC))
+                if self.stop.is_set():
+                    return  # shutting down: the scheduler and its jobs may be gone already
+                try:
+                    scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC))
+                except JobLookupError:
+                    pass  # removed by the shutdown that is under way
 
             while not self.stop.is_set():
                 try:

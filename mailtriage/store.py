@@ -550,21 +550,13 @@ class Store:
     def pending_signals(self, mailbox: str) -> list[Signal]:
         """The signals owed for ``mailbox``'s deadline transitions that have not been given yet, oldest first."""
         signals = self.signals_table.c
-        query = (
-            sa.select(self.signals_table, self.messages_table)
-            .join(self.messages_table, self.messages_table.c.id == signals.message)
-            .where(signals.mailbox == mailbox, signals.done_at.is_(None))
-            .order_by(signals.id)
-        )
+        query = sa.select(self.signals_table).where(signals.mailbox == mailbox, signals.done_at.is_(None))
         with self._transaction() as db:
-            rows = db.execute(query).mappings().all()
-        found = []
-        for row in rows:
-            message = _record(_Row({key.name: row[key] for key in self.messages_table.c}))
-            found.append(
-                Signal(row[signals.id], message, row[signals.state], row[signals.channel], row[signals.attempts])
-            )
-        return found
+            owed = db.execute(query.order_by(signals.id)).all()
+            ids = list({row.message for row in owed})
+            query = sa.select(self.messages_table).where(self.messages_table.c.id.in_(ids))
+            messages = {row.id: _record(row) for row in db.execute(query)} if ids else {}
+        return [Signal(row.id, messages[row.message], row.state, row.channel, row.attempts) for row in owed]
 
     def signal_given(self, signal: Signal, *, now: datetime) -> None:
         with self._transaction() as db:
@@ -691,14 +683,7 @@ class Store:
             ]
 
 
-class _Row:
-    """Columns by attribute, as a row of the messages table."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
-
-
-def _record(row: Any) -> MessageRecord:
+def _record(row: sa.Row[Any]) -> MessageRecord:
     values = {f.name: getattr(row, f.name) for f in fields(MessageRecord)}
     values.update(
         received_at=_utc(row.received_at),

@@ -193,6 +193,7 @@ def test_a_reply_filed_in_sent_stops_the_clock_and_records_the_response_time(
     assert record.deadline_state == "answered" and record.answered_how == "reply in Sent"
     assert record.answered_at == T0 + timedelta(hours=3, minutes=30)
     assert record.response_time == timedelta(hours=3, minutes=30)
+    assert b"\\Seen" not in flags_of(account, "Sent")  # the reply's headers were read with BODY.PEEK
     [answered] = [e for e in store.audit_events() if e.action == "answered"]
     assert answered.detail["response_seconds"] == 3.5 * 3600 and answered.detail["within_target"] is True
 

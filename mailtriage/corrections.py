@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
+from mailtriage.cursor import batches, unread
 from mailtriage.errors import MailboxError
 from mailtriage.mailbox import Mailbox, flags_at
 from mailtriage.parse import hash_content
@@ -28,18 +29,13 @@ def scan_corrections(
     """Read what arrived in a category's folder since the last look: a recorded message of another category that
     an agent filed there is a correction (recorded and audited, and learnt by ``train --from-store``)."""
     try:
-        status = mailbox.status(folder)
+        found = unread(mailbox, store, folder, now(), limit=limit)
     except MailboxError as exc:
         if exc.retryable:
             raise
         return  # the folder does not exist yet: nothing was filed there
-    state = store.sync_state(mailbox.name, folder)
-    last = state.last_uid if state is not None and state.uidvalidity == status.uidvalidity else 0
-    if status.uidnext <= last + 1:
-        return
-    uids = mailbox.uids_above(folder, last)[:limit]
-    for start in range(0, len(uids), batch_size):
-        batch = list(mailbox.fetch(folder, uids[start : start + batch_size]))
+    uidvalidity = found.status.uidvalidity
+    for batch in batches(mailbox, folder, found.uids, batch_size, uidvalidity):
         if not batch:
             continue
         hashes = [hash_content(raw.data) for raw in batch]
@@ -56,7 +52,7 @@ def scan_corrections(
                              mailbox.name, record.message_id, category, was)  # fmt: skip
                 else:
                     store.locate(record, raw)
-            store.set_sync_state(mailbox.name, folder, SyncState(status.uidvalidity, batch[-1].uid), now())
+            store.set_sync_state(mailbox.name, folder, SyncState(uidvalidity, batch[-1].uid), now())
 
 
 def scan_keyword_corrections(

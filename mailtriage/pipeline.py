@@ -7,17 +7,18 @@ takes its collaborators as arguments and does no I/O of its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from mailtriage.cursor import batches, unread
 from mailtriage.deadlines import Policy
 from mailtriage.draft import ANSWERS_HASH_HEADER, Draft, answers_hash
 from mailtriage.errors import MailboxError, NotifyError, TemplateError
 from mailtriage.mailbox import Mailbox
 from mailtriage.models import Classification, MessageKind, ParsedEmail, RawMessage, RouteDecision
 from mailtriage.parse import hash_content, parse_message
-from mailtriage.store import MessageRecord, Store, SyncState
+from mailtriage.store import MessageRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -120,29 +121,23 @@ def _intake(
 ) -> bool:
     """The inbox's new messages, recorded, triaged and acted on; True if asked to stop."""
     folder = mailbox.inbox
-    status = mailbox.status(folder)
-    state = store.sync_state(mailbox.name, folder)
-    if state is not None and state.uidvalidity != status.uidvalidity:
+    found = unread(mailbox, store, folder, now())
+    if found.renumbered_from is not None:
         log.warning(
             "mailbox %s: %s UIDVALIDITY changed from %s to %s; matching its messages by Message-ID and content",
-            mailbox.name, folder, state.uidvalidity, status.uidvalidity,
+            mailbox.name, folder, found.renumbered_from, found.status.uidvalidity,
         )  # fmt: skip
-        change = {"folder": folder, "old": state.uidvalidity, "new": status.uidvalidity}
+        change = {"folder": folder, "old": found.renumbered_from, "new": found.status.uidvalidity}
         store.audit(mailbox.name, "uidvalidity-changed", change, now=now())
-        state = None
-    last_uid = state.last_uid if state is not None else 0
-    if status.uidnext <= last_uid + 1:
+    if not found.uids:
         return False
     if options.backfill_days is not None:
         # Mail older than the backfill window before the mailbox's first sync is history, whenever it is read.
         started = store.first_recorded(mailbox.name) or now()
         options = replace(options, skip_before=started - timedelta(days=options.backfill_days))
-    uids = mailbox.uids_above(folder, last_uid)
-    if not uids:
-        store.set_sync_state(mailbox.name, folder, SyncState(status.uidvalidity, status.uidnext - 1), now())
-        return False
-    report.backlog = max(0, len(uids) - options.max_per_cycle)
-    for batch in _batches(mailbox, folder, uids[: options.max_per_cycle], options.batch_size):
+    report.backlog = max(0, len(found.uids) - options.max_per_cycle)
+    uids = found.uids[: options.max_per_cycle]
+    for batch in batches(mailbox, folder, uids, options.batch_size, found.status.uidvalidity):
         parsed: dict[int, ParsedEmail] = {}
         with store.batch():  # a crash before its commit means the batch is read again, nothing more
             stopped = _process_batch(batch, mailbox.name, store, now, options, stages, should_stop, report, parsed)
@@ -177,11 +172,6 @@ def _process_batch(
             log.info("mailbox %s: stopping after UID %s as asked", mailbox, raw.uid)
             return True
     return False
-
-
-def _batches(mailbox: Mailbox, folder: str, uids: list[int], batch_size: int) -> Iterator[list[RawMessage]]:
-    for start in range(0, len(uids), batch_size):
-        yield list(mailbox.fetch(folder, uids[start : start + batch_size]))
 
 
 def _process(
@@ -342,8 +332,16 @@ def _apply(
     if decision.notify and stages.notify is not None and not store.has_event(record.id, "notified"):
         _notify(stages.notify, store, record, decision, message, now)
     if decision.folder:
-        mailbox.move(record.folder, record.uid, decision.folder)
-        store.audit(record.mailbox, "moved", {"to": decision.folder}, now=now, message=record.id)
+        # Where the server has no MOVE, a move is a COPY and then an EXPUNGE of the original: a crash between the
+        # two must not make a second copy, so a move begun before is resumed, not repeated.
+        resume = store.has_event(record.id, "move-begun")
+        if not resume:
+            store.audit(record.mailbox, "move-begun", {"to": decision.folder}, now=now, message=record.id)
+        if mailbox.move(record.folder, record.uid, decision.folder, resume=resume):
+            store.audit(record.mailbox, "moved", {"to": decision.folder}, now=now, message=record.id)
+        else:
+            why = "the server can neither MOVE nor COPY and UID EXPUNGE one message (no UIDPLUS)"
+            store.audit(record.mailbox, "not-moved", {"to": decision.folder, "why": why}, now=now, message=record.id)
 
 
 def _notify(

@@ -18,6 +18,7 @@ from mailtriage.classify import (
     seed_examples,
     train,
 )
+from mailtriage.cursor import batches, uids_above
 from mailtriage.mailbox import Mailbox
 from mailtriage.settings import Settings
 from mailtriage.store import Store
@@ -37,11 +38,9 @@ def folder_examples(mailbox: Mailbox, folders: dict[str, str]) -> list[Example]:
     """Every message in the labelled folders (folder -> category), read without changing them."""
     examples = []
     for folder, category in folders.items():
-        uids = mailbox.uids_above(folder, 0)
-        for start in range(0, len(uids), 100):
-            examples += [
-                example_from_mail(raw.data, category) for raw in mailbox.fetch(folder, uids[start : start + 100])
-            ]
+        status = mailbox.status(folder)
+        for batch in batches(mailbox, folder, uids_above(mailbox, folder, 0, status.uidnext), 100, status.uidvalidity):
+            examples += [example_from_mail(raw.data, category) for raw in batch]
     return examples
 
 

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from mailtriage.cursor import batches, unread
 from mailtriage.deadlines import Policy, State, format_span, later
 from mailtriage.errors import MailboxError, NotifyError
 from mailtriage.mailbox import Mailbox, flags_at
-from mailtriage.models import RawMessage
+from mailtriage.models import FolderStatus, RawMessage
 from mailtriage.parse import parse_message
 from mailtriage.store import MessageRecord, Signal, Store, SyncState
 
@@ -97,28 +98,21 @@ def _replies_in_sent(
     if not sent:
         return
     try:
-        status = mailbox.status(sent)
+        found = unread(mailbox, store, sent, now, start=_newest_sent, limit=limit)
     except MailboxError as exc:
         if exc.retryable:
             raise
         return  # no such folder (yet): nothing was sent
-    state = store.sync_state(mailbox.name, sent)
-    if state is None or state.uidvalidity != status.uidvalidity:
-        last = max(0, status.uidnext - 1 - SENT_FIRST_LOOK)
-        store.set_sync_state(mailbox.name, sent, SyncState(status.uidvalidity, last), now)
-    else:
-        last = state.last_uid
-    if status.uidnext <= last + 1:
-        return
-    uids = mailbox.uids_above(sent, last)[:limit]
-    if not uids:  # the newest were deleted: remember that there is nothing up to UIDNEXT, not to ask again
-        store.set_sync_state(mailbox.name, sent, SyncState(status.uidvalidity, status.uidnext - 1), now)
-        return
-    for start in range(0, len(uids), batch_size):
-        chunk = uids[start : start + batch_size]
-        for raw in mailbox.fetch(sent, chunk, headers_only=True):
+    for chunk in batches(mailbox, sent, found.uids, batch_size, found.status.uidvalidity, headers_only=True):
+        for raw in chunk:
             _reply(raw, mailbox.name, store, now, report)
-        store.set_sync_state(mailbox.name, sent, SyncState(status.uidvalidity, chunk[-1]), now)
+        if chunk:
+            store.set_sync_state(mailbox.name, sent, SyncState(found.status.uidvalidity, chunk[-1].uid), now)
+
+
+def _newest_sent(status: FolderStatus) -> int:
+    """On first sight of a Sent folder only its newest replies are read: older ones predate mailtriage."""
+    return max(0, status.uidnext - 1 - SENT_FIRST_LOOK)
 
 
 def _reply(raw: RawMessage, mailbox: str, store: Store, now: datetime, report: SweepReport) -> None:

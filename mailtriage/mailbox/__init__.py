@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from mailtriage.errors import MailboxError
+from mailtriage.mailbox.server import ServerProfile
 from mailtriage.models import FolderStatus, RawMessage
 from mailtriage.settings import MailboxSettings
 
@@ -20,8 +21,13 @@ class Mailbox(Protocol):
         """UIDVALIDITY and UIDNEXT of ``folder``, in time independent of its size."""
         ...
 
-    def uids_above(self, folder: str, uid: int) -> list[int]:
-        """UIDs in ``folder`` greater than ``uid``, ascending."""
+    def uids_above(self, folder: str, uid: int, upto: int | None = None) -> list[int]:
+        """UIDs in ``folder`` greater than ``uid`` (and at most ``upto``), ascending. Given ``upto``, the answer
+        is asked for more carefully (an IMAP server's search may answer short: see ``cursor``)."""
+        ...
+
+    def last_uid(self, folder: str) -> int | None:
+        """The highest UID in ``folder``, None when it holds no message."""
         ...
 
     def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
@@ -55,8 +61,14 @@ class Mailbox(Protocol):
         """Set flags and keywords on a message; those it already has stay."""
         ...
 
-    def move(self, folder: str, uid: int, destination: str) -> None:
-        """Move a message to ``destination``, creating that folder if it is missing. Never deletes anything else."""
+    def move(self, folder: str, uid: int, destination: str, *, resume: bool = False) -> bool:
+        """Move a message to ``destination``, creating that folder if it is missing. Never deletes anything else.
+        False when this mailbox cannot move messages (it is left where it is). ``resume``: a move of it was begun
+        before, and may have left a copy in ``destination``, which is not made twice."""
+        ...
+
+    def profile(self, folders: Sequence[str] = ()) -> ServerProfile:
+        """What the server offers and what mailtriage does there; ``folders``: configured paths to resolve."""
         ...
 
 

@@ -7,6 +7,7 @@ Reading is side-effect free twice over: folders are opened read-only (EXAMINE) a
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import threading
 import time
@@ -20,6 +21,8 @@ import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from mailtriage.errors import AuthenticationFailed, MailboxError, SecretError
+from mailtriage.mailbox.folders import INBOX, Found, Namespace, listed, special_folder
+from mailtriage.mailbox.server import MoveMethod, ServerProfile
 from mailtriage.models import FolderStatus, RawMessage
 from mailtriage.settings import Auth, MailboxSettings, Security
 
@@ -27,7 +30,6 @@ log = logging.getLogger(__name__)
 
 FETCH_BYTES = 20 * 1024 * 1024
 """At most this many message bytes are fetched in one command, so a batch of big attachments stays in bounds."""
-_SPECIAL = {"drafts": imapclient.imapclient.DRAFTS, "sent": imapclient.imapclient.SENT}
 _NEW_MAIL = (b"EXISTS", b"RECENT")
 
 
@@ -40,10 +42,12 @@ class ImapMailbox:
         self.inbox = settings.folders.inbox
         self._client: Any = None
         self._view: _View | None = None
-        self._delimiter: str | None = None
+        self._namespace: Namespace | None = None
         self._lock = threading.RLock()
         self._warned: set[str] = set()
-        self._special: dict[str, str | None] = {}
+        self._special: dict[str, Found | None] = {}
+        self._exists: set[str] = set()
+        """Server folder names known to exist: each is looked for (and created) once."""
 
     # --- connection ----------------------------------------------------------------------------------------------
 
@@ -80,8 +84,9 @@ class ImapMailbox:
         return context
 
     @contextmanager
-    def _session(self) -> Iterator[Any]:
-        """A connected client; any failure drops the connection and becomes a MailboxError."""
+    def _session(self, doing: str = "") -> Iterator[Any]:
+        """A connected client; any failure becomes a MailboxError saying what was being ``doing`` (naming the
+        folder). A lost connection is dropped, to be made again; a NO or BAD answer keeps it."""
         with self._lock:
             try:
                 yield self._connect()
@@ -96,16 +101,19 @@ class ImapMailbox:
                 raise AuthenticationFailed(self.name, f"cannot get the secret to log in: {said}") from None
             except (TimeoutError, IMAPClientAbortError, OSError, ssl.SSLError) as exc:
                 self._drop()
-                raise MailboxError(self.name, f"{type(exc).__name__}: {_text(exc)}") from None
+                raise MailboxError(self.name, f"{_context(doing)}{type(exc).__name__}: {_text(exc)}") from None
             except IMAPClientError as exc:  # the server answered NO or BAD: trying again would not help
-                self._drop()
-                raise MailboxError(self.name, f"the server refused: {_text(exc)}", retryable=False) from None
+                self._view = None  # a failed SELECT leaves no folder selected (RFC 3501 6.3.1)
+                raise MailboxError(
+                    self.name, f"{_context(doing)}the server refused: {_text(exc)}", retryable=False
+                ) from None
 
     def _drop(self) -> None:
         if self._client is not None:
             _quietly_close(self._client)
         self._client = None
         self._view = None
+        self._exists.clear()
 
     def _examine(self, client: Any, folder: str) -> _View:
         """Open ``folder`` read-only (EXAMINE), so nothing done on this connection can change a message."""
@@ -141,30 +149,46 @@ class ImapMailbox:
         open folder costs the same whatever its size. Changes reported during other commands (SEARCH, FETCH) are
         not seen by a later NOOP, so after those the folder is examined anew.
         """
-        with self._session() as client:
-            folder = self._server_name(client, folder)
+        with self._session(f"opening {folder}") as client:
+            name = self._server_name(client, folder)
             view = self._view
-            if view is None or view.folder != folder or not view.current or _changed(client.noop()[1]):
-                view = self._examine(client, folder)
+            if view is None or view.folder != name or not view.current or _changed(client.noop()[1]):
+                view = self._examine(client, name)
         return FolderStatus(view.uidvalidity, view.uidnext, view.exists)
 
-    def uids_above(self, folder: str, uid: int) -> list[int]:
-        with self._session() as client:
+    def uids_above(self, folder: str, uid: int, upto: int | None = None) -> list[int]:
+        """UIDs above ``uid``: by ``UID SEARCH UID n:*``, or, given ``upto``, by both an explicit-range SEARCH and
+        a ``UID FETCH n:m (UID)``: a second opinion for servers whose ``*`` search answers short."""
+        with self._session(f"searching {folder}") as client:
             self._opened(client, self._server_name(client, folder))
-            found = client.search(["UID", f"{uid + 1}:*"])
+            if upto is None:
+                found = set(client.search(["UID", f"{uid + 1}:*"]))
+            elif upto <= uid:
+                return []
+            else:
+                found = set(client.search(["UID", f"{uid + 1}:{upto}"])) | set(client.fetch(f"{uid + 1}:{upto}",
+                                                                                             ["UID"]))  # fmt: skip
         # "n:*" always matches the highest UID, even one below n.
-        return sorted(u for u in found if u > uid)
+        return sorted(u for u in found if uid < u <= (upto or u))
+
+    def last_uid(self, folder: str) -> int | None:
+        """The highest UID in ``folder`` (``UID FETCH * (UID)``), None when it is empty."""
+        with self._session(f"reading the last UID of {folder}") as client:
+            if self._opened(client, self._server_name(client, folder)).exists == 0:
+                return None
+            found = client.fetch("*", ["UID"])
+        return max(found) if found else None
 
     def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
         if not uids:
             return
         section, key = ("BODY.PEEK[HEADER]", b"BODY[HEADER]") if headers_only else ("BODY.PEEK[]", b"BODY[]")
-        with self._session() as client:
+        with self._session(f"fetching from {folder}") as client:
             server_folder = self._server_name(client, folder)
             uidvalidity = self._opened(client, server_folder).uidvalidity
             sizes = {uid: {} for uid in uids} if headers_only else client.fetch(list(uids), ["RFC822.SIZE"])
         for chunk in _by_size(sorted(sizes), {u: int(sizes[u].get(b"RFC822.SIZE", 0)) for u in sizes}):
-            with self._session() as client:
+            with self._session(f"fetching from {folder}") as client:
                 if self._opened(client, server_folder).uidvalidity != uidvalidity:
                     return  # renumbered meanwhile: the next cycle resyncs
                 found = client.fetch(chunk, [section, "FLAGS", "INTERNALDATE"])
@@ -184,25 +208,29 @@ class ImapMailbox:
     def flags(self, folder: str, uids: Sequence[int]) -> dict[int, frozenset[str]]:
         if not uids:
             return {}
-        with self._session() as client:
+        with self._session(f"reading flags in {folder}") as client:
             self._opened(client, self._server_name(client, folder))
             found = client.get_flags(list(uids))
         return {uid: frozenset(_text(f) for f in flags) for uid, flags in found.items()}
 
-    def append(self, folder: str, data: bytes, flags: Sequence[str] = ()) -> None:
-        with self._session() as client:
-            client.append(self._server_name(client, folder), data, flags=tuple(flags))
-
     def find(self, folder: str, header: str, value: str) -> list[int]:
-        with self._session() as client:
+        with self._session(f"searching {folder}") as client:
             self._opened(client, self._server_name(client, folder))
             # SEARCH is US-ASCII unless a charset is given; a Message-ID may carry raw 8-bit bytes.
             return sorted(client.search(["HEADER", header, value], charset=None if value.isascii() else "UTF-8"))
 
+    # --- changes -------------------------------------------------------------------------------------------------
+
+    def append(self, folder: str, data: bytes, flags: Sequence[str] = ()) -> None:
+        with self._session(f"appending to {folder}") as client:
+            name = self._server_name(client, folder)
+            self._ensure_folder(client, folder, name)
+            client.append(name, data, flags=tuple(flags))
+
     def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
         """Set flags and keywords; keywords the folder cannot keep (its PERMANENTFLAGS has no ``\\*``, as on
         Exchange Online) are left out, with a warning once per folder, rather than failing the whole change."""
-        with self._session() as client:
+        with self._session(f"setting flags in {folder}") as client:
             view = self._writable(client, self._server_name(client, folder))
             kept, dropped = storable(flags, view.permanent)
             if dropped and view.folder not in self._warned:
@@ -216,24 +244,79 @@ class ImapMailbox:
             if labels and client.has_capability("X-GM-EXT-1"):  # Gmail shows labels, not keywords
                 client.add_gmail_labels([uid], labels, silent=True)
 
-    def move(self, folder: str, uid: int, destination: str) -> None:
-        with self._session() as client:
-            if not client.has_capability("MOVE"):
-                # COPY then delete would expunge; mailtriage never deletes, so without MOVE nothing is moved.
-                raise MailboxError(self.name, "the server has no MOVE: the message stays where it is", retryable=False)
-            destination = self._server_name(client, destination)
-            if not client.folder_exists(destination):
-                client.create_folder(destination)
-                client.subscribe_folder(destination)
-            self._writable(client, self._server_name(client, folder))
-            client.move([uid], destination)
+    def move(self, folder: str, uid: int, destination: str, *, resume: bool = False) -> bool:
+        """Move a message to ``destination`` (created and subscribed if missing): by MOVE, else by COPY and UID
+        EXPUNGE of that message alone. False, and nothing done, where the server has neither MOVE nor UIDPLUS.
+
+        ``resume``: a move of this message was begun before (and a crash may have come between COPY and
+        EXPUNGE): a copy already in ``destination`` is not made again.
+        """
+        with self._session(f"moving UID {uid} from {folder} to {destination}") as client:
+            method = _move_method(client)
+            if method is MoveMethod.NONE:
+                return False
+            target = self._server_name(client, destination)
+            self._ensure_folder(client, destination, target)
+            source = self._writable(client, self._server_name(client, folder))
+            if method is MoveMethod.MOVE:
+                client.move([uid], target)
+            else:
+                self._copy_then_expunge(client, source, uid, destination, target, resume)
+        return True
+
+    def _copy_then_expunge(self, client: Any, source: _View, uid: int, destination: str, target: str,
+                           resume: bool) -> None:  # fmt: skip
+        """What MOVE does, in three steps that lose nothing: the copy is made and confirmed (COPYUID) before the
+        original is marked ``\\Deleted``, and only that UID is expunged (UID EXPUNGE), never another message."""
+        if not (resume and self._copied(client, source, uid, target)):
+            answer = client.copy([uid], target)
+            copied = copyuid(answer)
+            if copied is None or uid not in copied:
+                raise MailboxError(
+                    self.name, f"COPY of UID {uid} to {destination} was not confirmed (no COPYUID in {_text(answer)!r})"
+                    ": the message stays where it is", retryable=False,
+                )  # fmt: skip
+        self._writable(client, source.folder)
+        client.add_flags([uid], ["\\Deleted"], silent=True)
+        client.uid_expunge([uid])
+        self._view = None  # EXPUNGE changed the folder: the next look examines it anew
+
+    def _copied(self, client: Any, source: _View, uid: int, target: str) -> bool:
+        """Whether ``target`` already holds a byte-identical copy of message ``uid`` of ``source``."""
+        self._writable(client, source.folder)
+        original = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {}).get(b"BODY[]")
+        if original is None:
+            return False
+        self._examine(client, target)
+        size = len(original)
+        candidates = client.search(["LARGER", str(size - 1), "SMALLER", str(size + 1)])
+        bodies = client.fetch(candidates, ["BODY.PEEK[]"]) if candidates else {}
+        return any(bytes(item.get(b"BODY[]", b"")) == bytes(original) for item in bodies.values())
+
+    def _ensure_folder(self, client: Any, path: str, name: str) -> None:
+        """Create ``name`` (the server's name for the configured ``path``) and subscribe to it if it is missing;
+        looked for once per connection, created once, with one log line."""
+        if name in self._exists or name.upper() == INBOX:
+            return
+        if not client.folder_exists(name):
+            client.create_folder(name)
+            try:
+                client.subscribe_folder(name)
+            except IMAPClientError as exc:  # the folder is there: a client that shows subscribed ones will miss it
+                log.warning("mailbox %s: created %s but could not subscribe to it: %s", self.name, path, _text(exc))
+            log.info("mailbox %s: created the folder %s%s", self.name, path, "" if path == name else f" ({name})")
+        self._exists.add(name)
+
+    # --- folders -------------------------------------------------------------------------------------------------
 
     def _server_name(self, client: Any, folder: str) -> str:
-        """A folder path written with '/' in the config, in the server's own hierarchy separator."""
-        if self._delimiter is None:
-            found = client.list_folders(directory="", pattern="")
-            self._delimiter = _text(found[0][1]) if found and found[0][1] else "/"
-        return folder.replace("/", self._delimiter)
+        """A folder path written with '/' in the config, as the server names it (through its NAMESPACE)."""
+        return self._namespace_of(client).server_name(folder)
+
+    def _namespace_of(self, client: Any) -> Namespace:
+        if self._namespace is None:
+            self._namespace = _ask_namespace(client)
+        return self._namespace
 
     def _writable(self, client: Any, folder: str) -> _View:
         """Open ``folder`` read-write (for flags and MOVE); reads there still use BODY.PEEK. Never CLOSEd."""
@@ -247,20 +330,50 @@ class ImapMailbox:
         return self._view
 
     def special_folder(self, role: str) -> str | None:
-        """The folder the server marks with SPECIAL-USE ``role`` ('drafts' or 'sent'), or the configured one."""
+        """The folder for ``role`` ('drafts' or 'sent') as a configured path: the configured one, else the one the
+        server marks with SPECIAL-USE, else one of the usual names (see ``folders.USUAL_NAMES``)."""
+        found = self._special_folder(role)
+        if found is None:
+            return None
+        return found.name if found.how == "configured" else self._namespace_or_default().configured_path(found.name)
+
+    def _special_folder(self, role: str) -> Found | None:
         configured = getattr(self.settings.folders, role)
         if configured:
-            return str(configured)
+            return Found(role, str(configured), "configured")
         if role not in self._special:  # folders' roles do not change under a running daemon: asked once
-            with self._session() as client:
-                found = client.find_special_folder(_SPECIAL[role])
-            self._special[role] = None if found is None else str(found)
+            with self._session(f"looking for the {role} folder") as client:
+                folders = listed((map(_text, flags), _text(name)) for flags, _, name in client.list_folders())
+                self._special[role] = special_folder(role, folders, self._namespace_of(client))
         return self._special[role]
+
+    def _namespace_or_default(self) -> Namespace:
+        with self._session("asking for the namespace") as client:
+            return self._namespace_of(client)
+
+    def profile(self, folders: Sequence[str] = ()) -> ServerProfile:
+        """What the server offers and which folders mailtriage will use there, for ``config check --connect``
+        and the daemon's first log lines. ``folders``: configured paths to resolve besides the inbox."""
+        drafts, sent = self._special_folder("drafts"), self._special_folder("sent")
+        with self._session("asking what the server offers") as client:
+            namespace = self._namespace_of(client)
+            capabilities = frozenset(_text(c).upper() for c in client.capabilities())
+            resolved = []
+            for path in dict.fromkeys((self.inbox, *folders)):
+                name = namespace.server_name(path)
+                resolved.append((path, name, bool(client.folder_exists(name))))
+            view = self._writable(client, namespace.server_name(self.inbox))
+        s = self.settings
+        return ServerProfile(
+            mailbox=self.name, address=f"{s.host}:{s.effective_port}", capabilities=capabilities, namespace=namespace,
+            move=_move_method(client), idle="IDLE" in capabilities, keywords="\\*" in view.permanent,
+            drafts=_named(drafts, namespace), sent=_named(sent, namespace), folders=tuple(resolved),
+        )  # fmt: skip
 
     # --- waiting for mail ----------------------------------------------------------------------------------------
 
     def supports_idle(self) -> bool:
-        with self._session() as client:
+        with self._session("asking for IDLE") as client:
             return bool(client.has_capability("IDLE"))
 
     def wait_for_mail(
@@ -271,8 +384,8 @@ class ImapMailbox:
 
         Meant for a connection of its own: IDLE occupies the connection until it ends.
         """
-        with self._session() as client:
-            self._opened(client, folder)
+        with self._session(f"listening (IDLE) on {folder}") as client:
+            self._opened(client, self._server_name(client, folder))
             client.idle()
             if listening is not None:
                 listening()
@@ -320,6 +433,57 @@ def storable(flags: Sequence[str], permanent: frozenset[str]) -> tuple[list[str]
         else:
             dropped.append(flag)
     return kept, dropped
+
+
+_COPYUID = re.compile(rb"\[COPYUID \d+ ([\d:,]+) ([\d:,]+)\]", re.IGNORECASE)
+
+
+def copyuid(answer: object) -> dict[int, int] | None:
+    """The source UID -> copy UID pairs of a COPY answer's COPYUID code (RFC 4315), None when it has none."""
+    found = _COPYUID.search(answer if isinstance(answer, bytes) else str(answer).encode())
+    if found is None:
+        return None
+    sources, copies = (_uid_set(part) for part in found.groups())
+    return dict(zip(sources, copies, strict=False)) if len(sources) == len(copies) else None
+
+
+def _uid_set(text: bytes) -> list[int]:
+    uids: list[int] = []
+    for part in text.decode().split(","):
+        low, _, high = part.partition(":")
+        first, last = int(low), int(high or low)
+        step = 1 if last >= first else -1  # RFC 4315: a range may be given high to low
+        uids.extend(range(first, last + step, step))
+    return uids
+
+
+def _move_method(client: Any) -> MoveMethod:
+    if client.has_capability("MOVE"):
+        return MoveMethod.MOVE
+    return MoveMethod.COPY_EXPUNGE if client.has_capability("UIDPLUS") else MoveMethod.NONE
+
+
+def _ask_namespace(client: Any) -> Namespace:
+    """The personal namespace (RFC 2342); without NAMESPACE, LIST's hierarchy separator and no prefix."""
+    if client.has_capability("NAMESPACE"):
+        personal, other, shared = client.namespace()
+        if personal:
+            prefix, separator = personal[0]
+            others = tuple(_text(p) for group in (other or (), shared or ()) for p, _ in group)
+            return Namespace(_text(prefix), _text(separator) or "/", others, announced=True)
+    found = client.list_folders(directory="", pattern="")
+    return Namespace("", _text(found[0][1]) if found and found[0][1] else "/")
+
+
+def _named(found: Found | None, namespace: Namespace) -> Found | None:
+    """A found special folder by its name on the server."""
+    if found is None or found.how != "configured":
+        return found
+    return Found(found.role, namespace.server_name(found.name), found.how)
+
+
+def _context(doing: str) -> str:
+    return f"{doing}: " if doing else ""
 
 
 def _changed(responses: list[Any]) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mailtriage.errors import MailboxError
 from mailtriage.mailbox import header_section
+from mailtriage.mailbox.server import ServerProfile, local_profile
 from mailtriage.models import FolderStatus, RawMessage
 
 UID_FILE = ".mailtriage-uids.json"
@@ -74,9 +75,13 @@ class MaildirMailbox:
         _, uid_map = self._refresh(folder)
         return FolderStatus(uid_map.uidvalidity, uid_map.next_uid, len(uid_map.uids))
 
-    def uids_above(self, folder: str, uid: int) -> list[int]:
+    def uids_above(self, folder: str, uid: int, upto: int | None = None) -> list[int]:
         _, uid_map = self._refresh(folder)
-        return sorted(u for u in uid_map.uids.values() if u > uid)
+        return sorted(u for u in uid_map.uids.values() if uid < u <= (upto or u))
+
+    def last_uid(self, folder: str) -> int | None:
+        _, uid_map = self._refresh(folder)
+        return max(uid_map.uids.values(), default=None)
 
     def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
         box, uid_map = self._refresh(folder)
@@ -145,11 +150,18 @@ class MaildirMailbox:
         message.add_flag("".join(letter for letter, flag in _FLAGS.items() if flag in flags))
         box[key] = message
 
-    def move(self, folder: str, uid: int, destination: str) -> None:
+    def move(self, folder: str, uid: int, destination: str, *, resume: bool = False) -> bool:
         box, uid_map = self._refresh(folder)
         key = {u: k for k, u in uid_map.uids.items()}[uid]
         self._writable_folder(destination).add(box.get_message(key))
         box.remove(key)  # the copy is in place first: a crash between leaves two copies, never none
+        return True
+
+    def profile(self, folders: Sequence[str] = ()) -> ServerProfile:
+        def exists(path: str) -> bool:
+            return path == self.inbox or path in self._folder(self.inbox).list_folders()
+
+        return local_profile(self.name, str(self.path), [self.inbox, *folders], exists)
 
 
 def _delivery_order(key: str) -> tuple[float, str]:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from mailtriage.errors import MailboxError
 from mailtriage.mailbox import header_section
+from mailtriage.mailbox.server import ServerProfile, local_profile
 from mailtriage.models import FolderStatus, RawMessage
 
 
@@ -55,8 +56,11 @@ class MemoryMailbox:
         box = self._folders[folder]
         return FolderStatus(box.uidvalidity, box.next_uid, len(box.messages))
 
-    def uids_above(self, folder: str, uid: int) -> list[int]:
-        return sorted(u for u in self._folders[folder].messages if u > uid)
+    def uids_above(self, folder: str, uid: int, upto: int | None = None) -> list[int]:
+        return sorted(u for u in self._folders[folder].messages if uid < u <= (upto or u))
+
+    def last_uid(self, folder: str) -> int | None:
+        return max(self._folders[folder].messages, default=None)
 
     def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
         box = self._folders[folder]
@@ -98,9 +102,13 @@ class MemoryMailbox:
         data, old, date = self._folders[folder].messages[uid]
         self._folders[folder].messages[uid] = (data, old | frozenset(flags), date)
 
-    def move(self, folder: str, uid: int, destination: str) -> None:
+    def move(self, folder: str, uid: int, destination: str, *, resume: bool = False) -> bool:
         data, flags, date = self._folders[folder].messages.pop(uid)
         self.append(destination, data, flags, date)
+        return True
+
+    def profile(self, folders: Sequence[str] = ()) -> ServerProfile:
+        return local_profile(self.name, "memory", [self.inbox, *folders], lambda path: path in self._folders)
 
     def folder(self, name: str) -> list[tuple[bytes, frozenset[str]]]:
         """A folder's messages in UID order (for tests)."""

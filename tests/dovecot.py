@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import imapclient
 
@@ -108,11 +109,17 @@ def unavailable_reason() -> str | None:
     return None
 
 
+class ImapTestServer(Protocol):
+    """What an Account needs of its test server (Dovecot, Cyrus or Courier): the loopback port it listens on."""
+
+    port: int
+
+
 @dataclass
 class Account:
     """A fresh IMAP user on the test server."""
 
-    server: DovecotServer
+    server: ImapTestServer
     username: str
     password: str
     secret_file: Path

@@ -10,6 +10,8 @@ import pytest
 
 from mailtriage.classify import save, seed_examples, train
 from mailtriage.store import Store
+from tests import cyrus as cyrus_server
+from tests.cyrus import CyrusServer
 from tests.dovecot import Account, DovecotServer, start_server, unavailable_reason
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,14 +24,18 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[DovecotServer]:
-    """A private Dovecot for the whole run; skipped where it cannot run, a failure under CI=true."""
-    reason = unavailable_reason()
+def skip_or_fail(reason: str | None) -> None:
+    """Skip where a test server cannot run; under CI=true that is a failure."""
     if reason is not None:
         if IN_CI:
             pytest.fail(f"CI=true but {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    """A private Dovecot for the whole run; skipped where it cannot run, a failure under CI=true."""
+    skip_or_fail(unavailable_reason())
     server = start_server()
     yield server
     server.stop()
@@ -40,6 +46,22 @@ def dovecot() -> Iterator[DovecotServer]:
 def account(dovecot: DovecotServer) -> Account:
     """A fresh IMAP user with an empty INBOX, Drafts and Sent."""
     return dovecot.new_account()
+
+
+@pytest.fixture(scope="session")
+def cyrus() -> Iterator[CyrusServer]:
+    """A private Cyrus IMAP 3.6 for the whole run (namespace INBOX., lower-case SPECIAL-USE markers)."""
+    skip_or_fail(cyrus_server.unavailable_reason())
+    server = cyrus_server.start_server()
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def cyrus_account(cyrus: CyrusServer) -> Account:
+    """A fresh Cyrus user with an empty INBOX, INBOX.Drafts (\\drafts), INBOX.Sent (\\sent) and INBOX.Trash."""
+    return cyrus.new_account()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,9 @@ import pytest
 
 from mailtriage.classify import save, seed_examples, train
 from mailtriage.store import Store
+from tests import courier as courier_server
 from tests import cyrus as cyrus_server
+from tests.courier import CourierServer
 from tests.cyrus import CyrusServer
 from tests.dovecot import Account, DovecotServer, start_server, unavailable_reason
 
@@ -62,6 +64,22 @@ def cyrus() -> Iterator[CyrusServer]:
 def cyrus_account(cyrus: CyrusServer) -> Account:
     """A fresh Cyrus user with an empty INBOX, INBOX.Drafts (\\drafts), INBOX.Sent (\\sent) and INBOX.Trash."""
     return cyrus.new_account()
+
+
+@pytest.fixture(scope="session")
+def courier() -> Iterator[CourierServer]:
+    """A private Courier-IMAP 5 for the whole run (namespace INBOX., no SPECIAL-USE, no MOVE)."""
+    skip_or_fail(courier_server.unavailable_reason())
+    server = courier_server.start_server()
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def courier_account(courier: CourierServer) -> Account:
+    """A fresh Courier user with an empty INBOX, INBOX.Drafts and INBOX.Sent."""
+    return courier.new_account()
 
 
 @pytest.fixture(scope="session")

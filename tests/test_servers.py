@@ -1,4 +1,4 @@
-"""What the private Cyrus server is, pinned: the fixtures' own checks.
+"""What the private Cyrus and Courier servers are, pinned: the fixtures' own checks.
 
 mailtriage must cope with each as it really answers; these tests say what that is, so a change of server version
 or configuration shows here first, and not as a puzzling failure elsewhere.
@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import imapclient
 import pytest
 
+from tests.courier import CourierServer
 from tests.cyrus import CyrusServer
 from tests.dovecot import Account
 
@@ -140,3 +141,88 @@ class TestCyrus:
         finally:
             client.shutdown()
         assert len(cyrus_account.flags()) == 1
+
+
+# Courier-IMAP 5 --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.courier
+class TestCourier:
+    def test_the_personal_namespace_is_inbox_dot(self, courier_account: Account) -> None:
+        client = courier_account.client()
+        try:
+            namespace = client.namespace()
+        finally:
+            client.logout()
+        assert namespace.personal == (("INBOX.", "."),)
+        assert namespace.other is None
+
+    def test_drafts_and_sent_are_plain_folders_under_inbox(self, courier_account: Account) -> None:
+        listed = folders(courier_account)
+        assert set(listed) == {"INBOX", "INBOX.Drafts", "INBOX.Sent"}
+        assert listed["INBOX.Drafts"] == (b"\\HasNoChildren",)
+        assert listed["INBOX.Sent"] == (b"\\HasNoChildren",)
+
+    def test_capabilities_have_uidplus_and_idle_but_no_move_nor_special_use(self, courier_account: Account) -> None:
+        client = courier_account.client()
+        try:
+            capabilities = set(client.capabilities())
+        finally:
+            client.logout()
+        assert {b"UIDPLUS", b"IDLE", b"NAMESPACE"} <= capabilities
+        assert not capabilities & {b"MOVE", b"SPECIAL-USE", b"CONDSTORE"}
+
+    def test_copy_answers_copyuid_and_uid_expunge_removes_only_that_message(self, courier_account: Account) -> None:
+        courier_account.append_many([LETTER, LETTER], flags=["\\Deleted"])
+        with raw(courier_account) as imap:
+            imap.select("INBOX")
+            typ, answer = imap.copy("1", "INBOX.Drafts")  # message 1 is UID 1 in a fresh folder
+            expunged, _data = imap.uid("EXPUNGE", "1")  # message 2 is \Deleted too, and must stay
+        assert typ == "OK"
+        assert re.match(rb"\[COPYUID \d+ 1 1\] ", answer[0]), answer  # in the tagged OK, not untagged
+        assert expunged == "OK"
+        assert list(courier_account.flags("INBOX")) == [2]
+        assert len(courier_account.flags("INBOX.Drafts")) == 1
+
+    def test_imapclient_uid_copy_loses_the_tagged_copyuid(self, courier_account: Account) -> None:
+        """imapclient's copy() is a UID COPY, and imaplib's uid() returns untagged answers only: Courier's (and
+        Dovecot's) COPYUID comes in the tagged OK, so copy() returns None. Read it some other way."""
+        courier_account.append_many([LETTER])
+        client = courier_account.client()
+        try:
+            client.select_folder("INBOX")
+            assert client.copy(client.search("ALL"), "INBOX.Drafts") is None
+        finally:
+            client.logout()
+        assert len(courier_account.flags("INBOX.Drafts")) == 1
+
+    def test_idle_notices_an_append_from_another_connection_at_once(self, courier_account: Account) -> None:
+        # Through gamin it takes 0.8 to 1 s here; without IMAP_ENHANCEDIDLE Courier would look every 60 s.
+        assert idle_wakes_on_append(courier_account, within=3.0) < 3.0
+
+    def test_two_accounts_are_separate(self, courier: CourierServer) -> None:
+        first, second = courier.new_account(), courier.new_account()
+        first.append_many([LETTER])
+        assert len(first.flags()) == 1
+        assert second.flags() == {}
+        client = imapclient.IMAPClient("127.0.0.1", port=courier.port, ssl=False, timeout=10)
+        try:
+            with pytest.raises(imapclient.exceptions.LoginError):
+                client.login(second.username, first.password)
+        finally:
+            client.shutdown()
+
+    def test_a_drafts_folder_may_have_a_non_ascii_name(self, courier: CourierServer) -> None:
+        account = courier.new_account(drafts="Entwürfe")
+        assert set(folders(account)) == {"INBOX", "INBOX.Entwürfe", "INBOX.Sent"}
+
+    def test_a_restart_drops_connections_and_keeps_mail(self, courier: CourierServer, courier_account: Account) -> None:
+        courier_account.append_many([LETTER])
+        client = courier_account.client()
+        courier.restart()
+        try:
+            with pytest.raises((imapclient.exceptions.IMAPClientError, OSError)):
+                client.noop()
+        finally:
+            client.shutdown()
+        assert len(courier_account.flags()) == 1

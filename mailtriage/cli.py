@@ -52,7 +52,7 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    for noisy in ("apscheduler", "alembic"):
+    for noisy in ("apscheduler", "alembic", "imapclient"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
@@ -96,17 +96,21 @@ def config() -> None:
 
 @config.command("check")
 @click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--connect", is_flag=True, help="Also log in to every mailbox and say what its server offers.")
 @click.pass_context
 @_errors_as_lines
-def config_check(ctx: click.Context, file: Path | None) -> None:
+def config_check(ctx: click.Context, file: Path | None, connect: bool) -> None:
     """Validate FILE and print the effective configuration, secrets masked (exit 2 on any bad value).
 
     Environment overrides (MAILTRIAGE_SECTION__KEY=value) are applied, relative paths resolved, and secret
-    files and variables checked for readability.
+    files and variables checked for readability. With --connect, log in to each mailbox and print what its
+    server offers (IDLE, MOVE, UIDPLUS, SPECIAL-USE, NAMESPACE, CONDSTORE, keywords), what mailtriage will
+    therefore do there, and the folders it resolved; exit 3 if a mailbox cannot be reached.
 
     \b
     Example:
       mailtriage config check config.example.toml
+      mailtriage config check --connect mailtriage.toml
       MAILTRIAGE_SCHEDULE__POLL_INTERVAL=30 mailtriage config check
     """
     path = find_config(file or ctx.obj["config"])
@@ -115,6 +119,26 @@ def config_check(ctx: click.Context, file: Path | None) -> None:
         click.echo(f"mailtriage: warning: {warning}", err=True)
     click.echo(f"# {path}: OK")
     click.echo(json.dumps(masked(settings), indent=2, ensure_ascii=False))
+    if connect:
+        sys.exit(_connect_all(settings))
+
+
+def _connect_all(settings: Settings) -> int:
+    """Describe every mailbox's server; the exit code: 0, or 3 when one could not be reached."""
+    from mailtriage.mailbox.server import describe
+
+    folders = [category.folder for category in settings.categories if category.folder]
+    failed = False
+    for configured in settings.mailboxes:
+        mailbox = open_mailbox(configured)
+        try:
+            click.echo("\n".join(describe(mailbox.profile(folders))))
+        except MailboxError as exc:
+            click.echo(f"mailtriage: {exc}", err=True)
+            failed = True
+        finally:
+            mailbox.close()
+    return RET_MAILBOX if failed else RET_OK
 
 
 @main.command()

@@ -32,6 +32,7 @@ from mailtriage.deadlines import Policy, policy_from_settings
 from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
 from mailtriage.mailbox import Mailbox, open_mailbox
 from mailtriage.mailbox.imap import ImapMailbox
+from mailtriage.mailbox.server import describe
 from mailtriage.models import Classification, ParsedEmail
 from mailtriage.pipeline import CycleOptions, CycleReport, Triage, no_stages, run_cycle
 from mailtriage.settings import ScheduleSettings, Settings
@@ -102,6 +103,8 @@ class Daemon:
         """Set by ``run_once``: a failure is tried again by the next run, not by this process."""
         self.metrics_port: int | None = None
         self.metrics_address = "127.0.0.1"
+        self.folders: tuple[str, ...] = ()
+        """The category folders, resolved on each server and logged at start."""
         self.stop = threading.Event()
         self._failures = {mailbox.name: 0 for mailbox in self.mailboxes}
 
@@ -215,6 +218,8 @@ class Daemon:
                 scheduler.add_job(function, trigger)
             for sweep in self.sweeps:
                 scheduler.add_job(self.run_sweep, IntervalTrigger(seconds=sweep.interval), args=[sweep], id=sweep.name)
+            for mailbox in self.mailboxes:
+                self._introduce(mailbox)
             scheduler.start()
             if self.schedule.idle:
                 for mailbox in self.mailboxes:
@@ -245,6 +250,17 @@ class Daemon:
                 watcher.join(timeout=5)
             self.close()
             log.info("stopped")
+
+    def _introduce(self, mailbox: Mailbox) -> None:
+        """Log once what the mailbox's server offers and what mailtriage will therefore do there."""
+        try:
+            lines = describe(mailbox.profile(self.folders))
+        except MailboxError as exc:
+            log.warning("%s; cannot tell yet what the server offers, the first cycle will try again", exc)
+            return
+        log.info("%s", lines[0])
+        for line in lines[1:]:  # one log line each, every one naming its mailbox
+            log.info("mailbox %s: %s", mailbox.name, line.strip())
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)
@@ -357,6 +373,7 @@ def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcno
     daemon = Daemon(mailboxes, store, options, settings.schedule, now, triage, jobs, sweeps, health.heartbeat_file,
                     metrics)  # fmt: skip
     daemon.metrics_port, daemon.metrics_address = health.metrics_port, health.metrics_address
+    daemon.folders = tuple(folders)
     return daemon
 
 

@@ -1,5 +1,6 @@
 """A TCP proxy for fault tests: it sits between mailtriage and the test Dovecot and cuts connections at chosen
-points of an IMAP command, as a server restart or a network drop would."""
+points of an IMAP command, as a server restart or a network drop would; or it blanks the answers of searches, as
+a buggy server does."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ class Proxy:
         self._trap: _Trap | None = None
         self.commands: list[bytes] = []
         """Every command line a client sent through the proxy (for tests to wait on, e.g. until IDLE begins)."""
+        self.blank: bytes | None = None
+        """Searches whose command contains this answer nothing: ``b"UID SEARCH UID"`` with ``b":*"`` is what GNU
+        Mailutils' imap4d gets wrong; see ``blank_searches``."""
+        self._blanking: set[bytes] = set()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -43,6 +48,11 @@ class Proxy:
         with self._lock:
             self._trap = trap
         return trap.sprung
+
+    def blank_searches(self, pattern: bytes = b":*") -> None:
+        """From now on, every ``SEARCH`` command containing ``pattern`` gets an empty ``* SEARCH`` answer (the
+        server's OK still follows), as GNU Mailutils' imap4d answers ``UID SEARCH UID 1:*``."""
+        self.blank = pattern
 
     def cut_all(self) -> None:
         """Drop every open connection at once, as a server restart does."""
@@ -76,6 +86,10 @@ class Proxy:
                 return _close(client, server)
             with self._lock:
                 self.commands.extend(line for line in data.split(b"\r\n") if line)
+                if self.blank is not None:
+                    for line in data.split(b"\r\n"):
+                        if b" SEARCH " in line.upper() and self.blank in line:
+                            self._blanking.add(line.split(b" ", 1)[0])
                 trap = self._trap
                 if trap is not None and trap.tag is None and trap.pattern in data:
                     line = next(line for line in data.split(b"\r\n") if trap.pattern in line)
@@ -96,6 +110,11 @@ class Proxy:
             if not data:
                 return _close(client, server)
             with self._lock:
+                if self._blanking:  # a client waits for each answer: every SEARCH line now is that search's
+                    data = re.sub(rb"(^|\r\n)\* SEARCH[^\r\n]*", rb"\1* SEARCH", data)
+                    for tag in list(self._blanking):
+                        if re.search(rb"(^|\r\n)" + re.escape(tag) + rb" ", data):
+                            self._blanking.discard(tag)
                 trap = self._trap
                 cut = False
                 if trap is not None and trap.tag is not None:

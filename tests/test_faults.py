@@ -29,8 +29,10 @@ from mailtriage.settings import (
     StoreSettings,
 )
 from mailtriage.store import Store
-from tests.dovecot import Account, DovecotServer
+from tests.dovecot import Account, DovecotServer, write_config
 from tests.proxy import Proxy, When
+from tests.test_imap import letter
+from tests.test_process import kill_when, recorded, start
 from tests.test_routing_imap import FRENCH_RETURN
 from tests.test_routing_imap import settings_for as routed_settings
 
@@ -260,3 +262,35 @@ def test_a_failing_token_command_an_expired_token_and_a_wrong_password_each_say_
     assert health[accounts[3].username].failures == 1 and "login refused" in str(
         health[accounts[3].username].last_error
     )
+
+
+@pytest.mark.parametrize("blanked", [b":*", b"SEARCH UID"], ids=["search-to-star", "every-uid-search"])
+def test_a_server_whose_search_answers_nothing_skips_no_mail_across_sigkills_and_restarts(
+    blanked: bytes, proxy: Proxy, seed_model: Path, account: Account, tmp_path: Path
+) -> None:
+    """GNU Mailutils' imap4d answers ``UID SEARCH UID 1:*`` with nothing while UIDNEXT and EXISTS say 60 messages
+    wait; ``every-uid-search`` blanks explicit ranges too, so only ``UID FETCH`` lists the mail."""
+    proxy.blank_searches(blanked)
+    account.append_many(letter(n) for n in range(60))
+    database = tmp_path / "store.db"
+    through = account.settings(name=account.username, port=proxy.port)
+    config = write_config(tmp_path / "c.toml", [through], database, seed_model, intake={"batch_size": 7})
+    killed_at = []
+    for threshold in (1, 25):
+        process = start(config, "--once")
+        kill_when(process, database, threshold)
+        killed_at.append(recorded(database))
+    assert killed_at[-1] < 60, killed_at  # the kills landed mid-cycle
+    account.append_many(letter(n) for n in range(60, 80))  # more mail while the daemon was down
+    finished = start(config, "--once")
+    out, err = finished.communicate(timeout=120)
+    assert finished.returncode == 0, err.decode()
+    again = start(config, "--once")
+    out_again, _ = again.communicate(timeout=120)
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT message_id, uid FROM messages").fetchall()
+    assert sorted(uid for _, uid in rows) == list(range(1, 81))
+    assert len({message_id for message_id, _ in rows}) == 80
+    assert b"0 new" in out_again
+    assert any(blanked in command and b"SEARCH" in command for command in proxy.commands)  # the bug was met
+    assert not any(b"\\Seen" in flags for flags in account.flags().values())

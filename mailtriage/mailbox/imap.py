@@ -19,6 +19,7 @@ from typing import Any
 
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.response_parser import parse_fetch_response
 
 from mailtriage.errors import AuthenticationFailed, MailboxError, SecretError
 from mailtriage.mailbox.folders import INBOX, Found, Namespace, listed, special_folder
@@ -166,8 +167,7 @@ class ImapMailbox:
             elif upto <= uid:
                 return []
             else:
-                found = set(client.search(["UID", f"{uid + 1}:{upto}"])) | set(client.fetch(f"{uid + 1}:{upto}",
-                                                                                             ["UID"]))  # fmt: skip
+                found = set(client.search(["UID", f"{uid + 1}:{upto}"])) | _fetched_uids(client, f"{uid + 1}:{upto}")
         # "n:*" always matches the highest UID, even one below n.
         return sorted(u for u in found if uid < u <= (upto or u))
 
@@ -176,7 +176,7 @@ class ImapMailbox:
         with self._session(f"reading the last UID of {folder}") as client:
             if self._opened(client, self._server_name(client, folder)).exists == 0:
                 return None
-            found = client.fetch("*", ["UID"])
+            found = _fetched_uids(client, "*")
         return max(found) if found else None
 
     def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
@@ -455,6 +455,13 @@ def _uid_set(text: bytes) -> list[int]:
         step = 1 if last >= first else -1  # RFC 4315: a range may be given high to low
         uids.extend(range(first, last + step, step))
     return uids
+
+
+def _fetched_uids(client: Any, uids: str) -> set[int]:
+    """The UIDs a ``UID FETCH <uids> (UID)`` answers. imapclient's ``fetch`` keeps only the UIDs it was given one
+    by one, so a range or ``*`` goes through its raw command."""
+    data = client._raw_command_untagged(b"FETCH", [uids.encode(), b"(UID)"], response_name="FETCH")
+    return set(parse_fetch_response(data, False, True)) if data and data != [None] else set()
 
 
 def _move_method(client: Any) -> MoveMethod:

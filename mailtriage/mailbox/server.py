@@ -101,3 +101,12 @@ def local_profile(mailbox: str, address: str, folders: Iterable[str], exists: Ca
         sent=Found("sent", "Sent", "Maildir++ folder"),
         folders=tuple((path, path, exists(path)) for path in dict.fromkeys(folders)),
     )  # fmt: skip
+
+
+def describe(profile: ServerProfile) -> list[str]:
+    """The whole account of one mailbox's server: what it offers, then what mailtriage will do there."""
+    return [
+        f"mailbox {profile.mailbox} ({profile.address})",
+        *(f"  offers {line}" for line in offers(profile)),
+        *(f"  will: {line}" for line in behaviour(profile)),
+    ]

@@ -89,9 +89,15 @@ def quote(parsed: ParsedEmail, language: str) -> str:
     return intro + "\n" + "\n".join(f"> {line}" if line else ">" for line in lines)
 
 
+_POLICY = policy.SMTP.clone(max_line_length=998)
+"""Lines up to RFC 5322's hard limit: under the default 78, a Message-ID longer than a line (Exchange writes them
+near 100 characters) is RFC 2047-encoded into In-Reply-To and References, which no mail client matches, and the
+draft is not threaded to the customer's message."""
+
+
 def build_reply(parsed: ParsedEmail, body: str, language: str, *, from_address: str, now: datetime) -> bytes:
     """The draft as raw message bytes (CRLF line ends), ready to be appended to the Drafts folder."""
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=_POLICY)
     name, address = parseaddr(from_address)
     message["From"] = HeaderAddress(display_name=name, addr_spec=address)
     recipients = parsed.reply_to if len(parsed.reply_to) <= MAX_REPLY_TO else ()

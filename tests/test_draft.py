@@ -163,3 +163,14 @@ def test_a_templates_due_is_the_messages_recorded_due_time_in_the_calendars_zone
     assert "(2026-11-24 17:00 CET)" in text.get_body().get_content()  # type: ignore[union-attr]
     without = email.message_from_bytes(drafter(parsed, "repair", "en", NOW).data, policy=policy.default)
     assert "(2026-11-24 10:30 CET)" in without.get_body().get_content()  # type: ignore[union-attr]
+
+
+def test_a_message_id_longer_than_a_line_is_written_as_it_is_so_the_draft_threads() -> None:
+    long_id = "<AM9PR04MB8210D3E5F7A1B2C4D6E8F0A1B2C3D4E5@AM9PR04MB8210.eurprd04.prod.outlook.example.com>"
+    headers = f"From: a@example.com\r\nSubject: Rechnung\r\nMessage-ID: {long_id}\r\nReferences: {long_id}\r\n"
+    parsed = parse_message(f"{headers}\r\nHallo\r\n".encode())
+    data = build_reply(parsed, "Guten Tag", "de", from_address="support@example.com", now=NOW)
+    reply = email.message_from_bytes(data, policy=policy.default)
+    assert reply["In-Reply-To"] == long_id
+    assert reply["X-Mailtriage-Answers"] == long_id
+    assert long_id.encode() in data

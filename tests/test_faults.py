@@ -29,6 +29,7 @@ from mailtriage.settings import (
     StoreSettings,
 )
 from mailtriage.store import Store
+from tests.courier import CourierServer
 from tests.dovecot import Account, DovecotServer, write_config
 from tests.proxy import Proxy, When
 from tests.test_imap import letter
@@ -84,15 +85,16 @@ def folder_ids(account: Account, folder: str, header: str = "Message-ID") -> lis
         client.logout()
 
 
-def assert_each_processed_once(account: Account, store: Store, count: int) -> None:
-    """Every message recorded once and routed, in its folder, with one draft each; none left in the inbox."""
+def assert_each_processed_once(account: Account, store: Store, count: int, prefix: str = "") -> None:
+    """Every message recorded once and routed, in its folder, with one draft each; none left in the inbox.
+    ``prefix``: the server's personal namespace (``INBOX.`` on Courier)."""
     expected = sorted(f"<retour-{n}@example.org>" for n in range(count))
     records = store.messages()
     assert sorted(r.message_id for r in records) == expected
     assert {r.status for r in records} == {ROUTED}
-    assert folder_ids(account, "Support.Returns") == expected
+    assert folder_ids(account, f"{prefix}Support.Returns") == expected
     assert folder_ids(account, "INBOX") == []
-    assert folder_ids(account, "Drafts", ANSWERS_HEADER) == expected
+    assert folder_ids(account, f"{prefix}Drafts", ANSWERS_HEADER) == expected
     for record in records:  # appended, or found already there after a cut that hid the append
         assert len(store.events(record.id, "draft-appended") + store.events(record.id, "draft-exists")) >= 1
 
@@ -133,6 +135,40 @@ def test_a_connection_cut_at_any_point_of_a_cycle_loses_nothing_and_drafts_once(
     assert second.ok, second.error
     daemon.close()
     assert_each_processed_once(account, store, 3)
+
+
+@pytest.fixture
+def courier_proxy(courier: CourierServer) -> Iterator[Proxy]:
+    opened = Proxy(courier.port)
+    yield opened
+    opened.close()
+
+
+@pytest.mark.courier
+@pytest.mark.parametrize(
+    "pattern,when",
+    [
+        (b"UID COPY", "before"),
+        (b"UID COPY", "after"),  # copied, and mailtriage never heard: the next cycle must not copy again
+        (b"(\\Deleted)", "after"),
+        (b"UID EXPUNGE", "before"),  # copied and marked, not expunged yet
+        (b"UID EXPUNGE", "after"),
+    ],
+)
+def test_a_cut_in_the_middle_of_a_move_by_copy_and_expunge_leaves_one_copy_and_no_original(
+    courier_account: Account, store: Store, seed_model: Path, courier_proxy: Proxy, pattern: bytes, when: When
+) -> None:
+    account = courier_account
+    account.append_many(customer_mail(n) for n in range(3))
+    daemon = daemon_from_settings(settings_through(account, store, seed_model, courier_proxy.port))
+    cut = courier_proxy.cut_at(pattern, when)
+    first = daemon.cycle(daemon.mailboxes[0])
+    assert cut.is_set() and not first.ok
+    second = daemon.cycle(daemon.mailboxes[0])
+    assert second.ok, second.error
+    daemon.close()
+    assert_each_processed_once(account, store, 3, prefix="INBOX.")
+    assert not any(b"\\Seen" in flags for flags in account.flags("INBOX.Support.Returns").values())
 
 
 def test_the_daemon_keeps_triaging_after_its_idle_connection_is_cut(

@@ -6,6 +6,7 @@ Reading is side-effect free twice over: folders are opened read-only (EXAMINE) a
 
 from __future__ import annotations
 
+import email
 import logging
 import re
 import ssl
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import imapclient
@@ -22,6 +23,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from imapclient.response_parser import parse_fetch_response
 
 from mailtriage.errors import AuthenticationFailed, MailboxError, SecretError
+from mailtriage.mailbox import header_section
 from mailtriage.mailbox.folders import INBOX, Found, Namespace, listed, special_folder
 from mailtriage.mailbox.server import MoveMethod, ServerProfile
 from mailtriage.models import FolderStatus, RawMessage
@@ -269,7 +271,8 @@ class ImapMailbox:
         """What MOVE does, in three steps that lose nothing: the copy is made and confirmed (COPYUID) before the
         original is marked ``\\Deleted``, and only that UID is expunged (UID EXPUNGE), never another message."""
         if not (resume and self._copied(client, source, uid, target)):
-            answer = client.copy([uid], target)
+            self._writable(client, source.folder)
+            answer = _copy(client, uid, target)
             copied = copyuid(answer)
             if copied is None or uid not in copied:
                 raise MailboxError(
@@ -282,16 +285,27 @@ class ImapMailbox:
         self._view = None  # EXPUNGE changed the folder: the next look examines it anew
 
     def _copied(self, client: Any, source: _View, uid: int, target: str) -> bool:
-        """Whether ``target`` already holds a byte-identical copy of message ``uid`` of ``source``."""
+        """Whether ``target`` already holds a byte-identical copy of message ``uid`` of ``source``. Candidates are
+        found by Message-ID, else by date (a copy keeps the INTERNALDATE); not by size, which Courier searches by
+        its own count of line ends."""
         self._writable(client, source.folder)
-        original = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {}).get(b"BODY[]")
-        if original is None:
+        item = client.fetch([uid], ["BODY.PEEK[]", "INTERNALDATE"]).get(uid, {})
+        if b"BODY[]" not in item:
             return False
+        original = bytes(item[b"BODY[]"])
+        message_id = email.message_from_bytes(header_section(original)).get("Message-ID", "").strip()
         self._examine(client, target)
-        size = len(original)
-        candidates = client.search(["LARGER", str(size - 1), "SMALLER", str(size + 1)])
-        bodies = client.fetch(candidates, ["BODY.PEEK[]"]) if candidates else {}
-        return any(bytes(item.get(b"BODY[]", b"")) == bytes(original) for item in bodies.values())
+        received = _aware(item.get(b"INTERNALDATE"))
+        if message_id and message_id.isascii():
+            candidates = client.search(["HEADER", "Message-ID", message_id])
+        elif received is not None:
+            candidates = client.search(["SINCE", (received - timedelta(days=1)).date()])
+        else:
+            candidates = client.search(["ALL"])
+        sizes = client.fetch(candidates, ["RFC822.SIZE"]) if candidates else {}
+        alike = [u for u, found in sizes.items() if found.get(b"RFC822.SIZE") == len(original)]
+        bodies = client.fetch(alike, ["BODY.PEEK[]"]) if alike else {}
+        return any(bytes(found.get(b"BODY[]", b"")) == original for found in bodies.values())
 
     def _ensure_folder(self, client: Any, path: str, name: str) -> None:
         """Create ``name`` (the server's name for the configured ``path``) and subscribe to it if it is missing;
@@ -455,6 +469,17 @@ def _uid_set(text: bytes) -> list[int]:
         step = 1 if last >= first else -1  # RFC 4315: a range may be given high to low
         uids.extend(range(first, last + step, step))
     return uids
+
+
+def _copy(client: Any, uid: int, folder: str) -> bytes:
+    """``UID COPY`` of one message, answering the server's text with its COPYUID code. imapclient's ``copy``
+    returns only untagged answers, and servers put COPYUID in the tagged OK (Dovecot, Courier) or in an untagged
+    OK (Cyrus, for MOVE): both are looked at."""
+    typ, data = client._raw_command(b"COPY", [str(uid).encode(), client._normalise_folder(folder)], uid=True)
+    client._checkok("copy", typ, data)
+    untagged = client._imap.untagged_responses.pop("COPYUID", None)
+    said = b" ".join(part for part in data if isinstance(part, bytes))
+    return said + b"".join(b" [COPYUID " + part + b"]" for part in untagged or () if isinstance(part, bytes))
 
 
 def _fetched_uids(client: Any, uids: str) -> set[int]:

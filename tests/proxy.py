@@ -39,6 +39,8 @@ class Proxy:
         """Searches whose command contains this answer nothing: ``b"UID SEARCH UID"`` with ``b":*"`` is what GNU
         Mailutils' imap4d gets wrong; see ``blank_searches``."""
         self._blanking: set[bytes] = set()
+        self.connections = 0
+        """How many connections clients have opened through the proxy."""
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -75,6 +77,7 @@ class Proxy:
             server = socket.create_connection(("127.0.0.1", self.target_port))
             with self._lock:
                 self._pairs.append((client, server))
+                self.connections += 1
             threading.Thread(target=self._upstream, args=(client, server), daemon=True).start()
             threading.Thread(target=self._downstream, args=(client, server), daemon=True).start()
 

@@ -17,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from mailtriage.draft import ANSWERS_HEADER
+from mailtriage.errors import MailboxError
+from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.pipeline import ROUTED
 from mailtriage.scheduler import Daemon, daemon_from_settings
 from mailtriage.settings import (
@@ -330,3 +332,14 @@ def test_a_server_whose_search_answers_nothing_skips_no_mail_across_sigkills_and
     assert b"0 new" in out_again
     assert any(blanked in command and b"SEARCH" in command for command in proxy.commands)  # the bug was met
     assert not any(b"\\Seen" in flags for flags in account.flags().values())
+
+
+def test_a_missing_folder_is_a_clear_error_that_keeps_the_connection(account: Account, proxy: Proxy) -> None:
+    mailbox = ImapMailbox(account.settings(port=proxy.port))
+    mailbox.status("INBOX")
+    with pytest.raises(MailboxError, match="opening Support/Nowhere: the server refused") as raised:
+        mailbox.status("Support/Nowhere")
+    assert not raised.value.retryable
+    mailbox.status("INBOX")
+    mailbox.close()
+    assert proxy.connections == 1

@@ -6,6 +6,7 @@ SPECIAL-USE, no MOVE, UIDPLUS). The configuration writes folders as ``config.exa
 from __future__ import annotations
 
 import email
+import logging
 from email import policy
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def server_name(account: Account, path: str) -> str:
 
 
 def test_thirty_mixed_mails_are_triaged_alike_on_every_server(
-    server_account: Account, tmp_path: Path, seed_model: Path
+    server_account: Account, tmp_path: Path, seed_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     account = server_account
     mails = sample_mail()
@@ -106,7 +107,8 @@ def test_thirty_mixed_mails_are_triaged_alike_on_every_server(
     account.append_many([DELETED_BY_AN_AGENT], flags=["\\Deleted"])
     settings = settings_for(account, tmp_path, seed_model)
 
-    reports = daemon_from_settings(settings).run_once()
+    with caplog.at_level(logging.INFO):
+        reports = daemon_from_settings(settings).run_once()
     assert [r.error for r in reports] == [None]
     store = Store(settings.store.url)
     records = store.messages()
@@ -132,6 +134,9 @@ def test_thirty_mixed_mails_are_triaged_alike_on_every_server(
     for record in routed:
         folder = server_name(account, FOLDERS[record.category or ""]) if record.category in FOLDERS else "INBOX"
         assert record.message_id in [m for m, _, _ in after_first[folder]], (record.category, folder)
+    created = [r.getMessage() for r in caplog.records if "created the folder" in r.getMessage()]
+    used = {FOLDERS[r.category] for r in routed if r.category in FOLDERS}
+    assert sorted(line.split("created the folder ")[1].split(" (")[0] for line in created) == sorted(used)
     inbox_ids = [m for m, _, _ in after_first["INBOX"]]
     assert sorted(inbox_ids) == sorted([*others, *(r.message_id for r in routed if r.category not in FOLDERS)])
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mailtriage.mailbox.memory import MemoryMailbox
-from mailtriage.models import Classification, ParsedEmail
+from mailtriage.models import Classification, ParsedEmail, RouteDecision
 from mailtriage.pipeline import CycleOptions, Triage, run_cycle
 from mailtriage.store import Store
 
@@ -174,3 +174,28 @@ def test_history_older_than_the_backfill_window_of_the_first_sync_is_recorded_bu
     mailbox.append("INBOX", customer_mail(9), internal_date=NOW + timedelta(days=2))
     later = run_cycle(mailbox, store, now=lambda: NOW + timedelta(days=60), options=options, stages=triage)
     assert later.new == 1
+
+
+class Unmovable(MemoryMailbox):
+    """A server with neither MOVE nor UIDPLUS: nothing can be moved without expunging something else."""
+
+    def move(self, folder: str, uid: int, destination: str, *, resume: bool = False) -> bool:
+        return False
+
+
+def test_where_the_server_cannot_move_a_routed_message_keeps_its_keywords_in_place_and_is_routed(
+    store: Store,
+) -> None:
+    mailbox = Unmovable()
+    fill(mailbox, 1)
+    decision = RouteDecision("billing", "model", "confident", folder="Support/Billing", keywords=("$Billing",))
+    triage = Triage(
+        classify=lambda parsed: Classification("billing", "billing", 0.9, "en", "m"),
+        route=lambda parsed, classification: decision,
+    )
+    run_cycle(mailbox, store, now=clock, stages=triage)
+    [record] = store.messages()
+    assert record.status == "routed" and record.folder == "INBOX"
+    assert mailbox.folder("INBOX")[0][1] == frozenset({"$Billing"})
+    [event] = store.events(record.id, "not-moved")
+    assert event.detail["to"] == "Support/Billing" and "UIDPLUS" in event.detail["why"]

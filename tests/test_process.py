@@ -86,5 +86,8 @@ def test_sigterm_stops_the_daemon_cleanly_with_exit_code_0(seed_model: Path, acc
     log = err.decode()
     assert process.returncode == 0, log
     assert "received SIGTERM" in log and log.rstrip().endswith("stopped")
+    # What the server offers and which folders it uses, said once at start.
+    assert f"mailbox {account.username}: will: drafts folder: Drafts (marked \\Drafts)" in log
+    assert log.count("offers MOVE: yes") == 1
     assert "Traceback" not in log
     assert (maildir / UID_FILE).exists()

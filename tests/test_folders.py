@@ -49,7 +49,7 @@ def test_special_use_markers_are_matched_whatever_their_case() -> None:
 def test_without_markers_the_usual_names_are_tried_in_the_personal_namespace() -> None:
     found = folders(("INBOX", ()), ("INBOX.Gesendete Objekte", ()), ("INBOX.brouillons", ()))
     assert special_folder("sent", found, CYRUS) == Found(
-        "sent", "INBOX.Gesendete Objekte", "named so (the server marks no folder)"
+        "sent", "INBOX.Gesendete Objekte", "by its name: the server marks none"
     )
     assert special_folder("drafts", found, CYRUS).name == "INBOX.brouillons"  # type: ignore[union-attr]
 

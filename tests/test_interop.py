@@ -180,7 +180,7 @@ EXPECTED = {
     ],
     "courier": [
         "offers MOVE: no", "offers UIDPLUS: yes", "offers SPECIAL-USE: no", "personal prefix 'INBOX.'",
-        "no MOVE, but UIDPLUS: routed messages are moved by COPY", "drafts folder: INBOX.Drafts (named so",
+        "no MOVE, but UIDPLUS: routed messages are moved by COPY", "drafts folder: INBOX.Drafts (by its name",
         "folder Support/Defects -> INBOX.Support.Defects (created when first used)",
     ],
 }  # fmt: skip

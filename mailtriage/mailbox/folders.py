@@ -101,7 +101,7 @@ def special_folder(role: str, folders: Iterable[Listed], namespace: Namespace) -
     for name in USUAL_NAMES[role]:
         found = by_path.get(_fold(name))
         if found is not None:
-            return Found(role, found, "named so (the server marks no folder)")
+            return Found(role, found, "by its name: the server marks none")
     return None
 
 

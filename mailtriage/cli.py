@@ -52,8 +52,10 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    for noisy in ("apscheduler", "alembic", "imapclient"):
+    for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # imapclient's INFO lines ("Connection closed") are noise at INFO; its DEBUG protocol trace is wanted at DEBUG.
+    logging.getLogger("imapclient").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
 def _settings(ctx: click.Context, *, secrets: bool = False) -> Settings:

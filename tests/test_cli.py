@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -327,3 +328,13 @@ def test_commands_that_never_log_in_work_without_the_mailbox_secret(tmp_path: Pa
         assert code in (0, 5) and "NOT_SET_HERE" not in err, (command, err)
     code, _, err = invoke("--config", str(path), "run", "--once", env={"NOT_SET_HERE": ""})
     assert code == 2 and "NOT_SET_HERE" in err
+
+
+def test_imapclient_says_nothing_at_info_and_traces_the_protocol_at_debug() -> None:
+    from mailtriage.cli import _setup_logging
+
+    _setup_logging("INFO")
+    assert not logging.getLogger("imapclient").isEnabledFor(logging.INFO)
+    _setup_logging("DEBUG")
+    assert logging.getLogger("imapclient").isEnabledFor(logging.DEBUG)
+    _setup_logging("INFO")

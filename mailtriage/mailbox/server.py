@@ -78,7 +78,7 @@ def behaviour(profile: ServerProfile) -> list[str]:
     if not profile.keywords:
         lines.append("the inbox keeps no new keywords: categories show as folders and \\Flagged only")
     lines.append(
-        "new mail is noticed within a second (IDLE)" if profile.idle else "no IDLE: new mail is found by polling"
+        "new mail is noticed within a second, by IDLE" if profile.idle else "no IDLE: new mail is found by polling"
     )
     for found, role in ((profile.drafts, "drafts"), (profile.sent, "sent")):
         if found is None:

@@ -13,12 +13,13 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mailtriage.errors import ConfigError, TemplateError
+from mailtriage.templates import Sources, read_sources, render_sources
 
 CLASSES = ("guarantee", "promise", "liability", "deadline", "legal", "absolute")
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
@@ -148,6 +149,9 @@ class Approval:
     approved_by: str
     approved_at: str
     note: str
+    files: dict[str, str] = field(default_factory=dict)
+    """Each file the approved text was made of (the template and what it includes, imports or extends) -> its
+    SHA-256, so a change can be traced to the file. Empty in approvals recorded before includes were covered."""
 
 
 def content_hash(path: Path) -> str:
@@ -171,14 +175,29 @@ def write_approvals(folder: Path, approvals: dict[str, Approval]) -> None:
     (folder / MANIFEST).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def approval_problem(folder: Path, name: str, approvals: dict[str, Approval]) -> str | None:
-    """Why template ``name`` ('category/language') may not draft, or None when its current text is approved."""
+def approval_problem(
+    folder: Path, name: str, approvals: dict[str, Approval], sources: Sources | None = None
+) -> str | None:
+    """Why template ``name`` ('category/language') may not draft, or None when its current text, and that of every
+    template it includes, is approved. ``sources``: as already read (else they are read now)."""
     approval = approvals.get(name)
     if approval is None:
         return f"template {name} is not approved (mailtriage templates approve {name} --by NAME)"
-    if content_hash(folder / f"{name}.txt.j2") != approval.sha256:
-        return f"template {name} changed since {approval.approved_by} approved it on {approval.approved_at[:10]}"
-    return None
+    try:
+        sources = sources or read_sources(folder, name)
+    except TemplateError as exc:
+        return exc.reason
+    if sources.sha256 == approval.sha256:
+        return None
+    since = f"since {approval.approved_by} approved it on {approval.approved_at[:10]}"
+    current = sources.hashes
+    changed = [path for path, digest in current.items() if approval.files.get(path) != digest]
+    dropped = [path for path in approval.files if path not in current]
+    if approval.files and (changed or dropped):
+        what = [*(f"{path} changed" if path in approval.files else f"{path} is new" for path in changed),
+                *(f"{path} is no longer included" for path in dropped)]  # fmt: skip
+        return f"template {name} changed {since}: {', '.join(what)}"
+    return f"template {name} changed {since}"
 
 
 def template_names(folder: Path) -> list[str]:
@@ -195,21 +214,21 @@ def approve(folder: Path, name: str, by: str, note: str, policy: Policy, now: da
     path = folder / f"{name}.txt.j2"
     if not path.is_file():
         raise TemplateError(name, f"no such template: {path}")
-    findings = source_findings(folder, name, policy)
+    sources = read_sources(folder, name)
+    findings = source_findings(folder, name, policy, sources)
     if findings:
         raise TemplateError(name, "refused, it fails the lint: " + "; ".join(str(f) for f in findings))
     approvals = read_approvals(folder)
-    approvals[name] = Approval(content_hash(path), by, now.isoformat(timespec="seconds"), note)
+    approvals[name] = Approval(sources.sha256, by, now.isoformat(timespec="seconds"), note, sources.hashes)
     write_approvals(folder, approvals)
     return approvals[name]
 
 
-def source_findings(folder: Path, name: str, policy: Policy) -> list[Finding]:
-    """The lint of a template's own text: rendered with neutral placeholders for what is not its own."""
-    from mailtriage.templates import Templates
-
-    category, _, language = name.partition("/")
-    text, _ = Templates(folder, language).render(category, language, NEUTRAL)
+def source_findings(folder: Path, name: str, policy: Policy, sources: Sources | None = None) -> list[Finding]:
+    """The lint of a template's own text, what it includes with it: rendered with neutral placeholders for what
+    is not its own."""
+    language = name.partition("/")[2]
+    text = render_sources(sources or read_sources(folder, name), NEUTRAL)
     return policy.lint(text, language, template=name)
 
 
@@ -227,15 +246,17 @@ def template_report(folder: Path, name: str, policy: Policy, approvals: dict[str
     import jinja2
     from jinja2 import meta
 
-    from mailtriage.templates import Templates
-
-    source = (folder / f"{name}.txt.j2").read_text(encoding="utf-8")
-    variables = sorted(meta.find_undeclared_variables(jinja2.Environment().parse(source)))
-    category, _, language = name.partition("/")
-    sample, _ = Templates(folder, language).render(category, language, SAMPLE)
-    findings = source_findings(folder, name, policy)
-    problem = approval_problem(folder, name, approvals)
+    sources = read_sources(folder, name)
+    source = sources.files[sources.main]
+    variables = sorted(
+        {v for text in sources.files.values() for v in meta.find_undeclared_variables(jinja2.Environment().parse(text))}
+    )
+    sample = render_sources(sources, SAMPLE)
+    findings = source_findings(folder, name, policy, sources)
+    problem = approval_problem(folder, name, approvals, sources)
     state = "; ".join([*(str(f) for f in findings), *([problem] if problem else [])]) or (
         f"approved by {approvals[name].approved_by} on {approvals[name].approved_at[:10]}"
     )
-    return {"name": name, "state": state, "variables": variables, "source": source, "sample": sample}
+    included = {path: text for path, text in sources.files.items() if path != sources.main}
+    return {"name": name, "state": state, "variables": variables, "source": source, "included": included,
+            "sample": sample}  # fmt: skip

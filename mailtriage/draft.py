@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from mailtriage.compliance import Policy, approval_problem, read_approvals
 from mailtriage.errors import TemplateError
 from mailtriage.models import Address, ParsedEmail
-from mailtriage.templates import Templates
+from mailtriage.templates import Templates, read_sources, render_sources
 
 ANSWERS_HEADER = "X-Mailtriage-Answers"
 """Names the message a draft answers by its Message-ID, for people and mail clients to read."""
@@ -164,7 +164,8 @@ class Drafter:
         relative, used = self.templates.path(template, language)
         name = relative.removesuffix(".txt.j2")
         approvals = read_approvals(self.templates.folder)
-        problem = approval_problem(self.templates.folder, name, approvals)
+        sources = read_sources(self.templates.folder, name)
+        problem = approval_problem(self.templates.folder, name, approvals, sources)
         if problem is not None:
             raise TemplateError(name, problem)
         context = {
@@ -174,7 +175,7 @@ class Drafter:
             "signature": self.signature,
             "due": due_text(due or (parsed.internal_date or now) + self.target, self.zone),
         }
-        body, used = self.templates.render(template, language, context)
+        body = render_sources(sources, context)
         customer = [context["greeting_name"], parsed.subject, *context["references"]]
         findings = self.policy.lint(body, used, template=name, customer=[str(c) for c in customer])
         if findings:

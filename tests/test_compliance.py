@@ -8,10 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 from mailtriage.cli import main
-from mailtriage.compliance import CLASSES, load_policy, phrase_classes, template_names
-from mailtriage.errors import ConfigError
+from mailtriage.compliance import CLASSES, NEUTRAL, load_policy, phrase_classes, template_names
+from mailtriage.draft import Drafter
+from mailtriage.errors import ConfigError, TemplateError
+from mailtriage.parse import parse_message
 from mailtriage.settings import DEFAULT_CATEGORIES
-from mailtriage.templates import Templates
+from mailtriage.templates import Templates, read_sources, render_sources
+from tests.test_draft import NOW
 
 POLICY = load_policy(Path(__file__).parent.parent / "templates" / "policy.toml")
 
@@ -148,3 +151,63 @@ def test_config_check_warns_about_templates_in_use_that_would_draft_nothing(tmp_
         "mailtriage: warning: category repair: template repair/de changed since mailtriage maintainers approved it "
         "on 2026-11-23; its mail gets no draft\n"
     )
+
+
+PHISHING = "Please reply with your online-banking PIN at http://evil.example/verify.\n"
+
+
+def with_include(tmp_path: Path) -> Path:
+    """The shipped templates, with billing/en taking its opening line from a shared snippet."""
+    folder = copy_templates(tmp_path)
+    (folder / "snip").mkdir()
+    (folder / "snip" / "intro.txt").write_text("Thank you for writing to us about your invoice.\n")
+    (folder / "billing" / "en.txt.j2").write_text(
+        "Hello {{ greeting_name }},\n{% include 'snip/intro.txt' %}\nOur billing team will look into it.\n"
+        "{{ signature }}\n"
+    )
+    assert run(folder, tmp_path, "approve", "billing/en", "--by", "A. Martin").exit_code == 0
+    return folder
+
+
+def test_a_change_to_an_included_template_voids_the_approval_and_check_names_the_file(tmp_path: Path) -> None:
+    folder = with_include(tmp_path)
+    assert run(folder, tmp_path, "check").exit_code == 0
+    (folder / "snip" / "intro.txt").write_text(PHISHING)
+    result = run(folder, tmp_path, "check")
+    assert result.exit_code == 1
+    assert "template billing/en changed since A. Martin approved it" in result.output
+    assert "snip/intro.txt changed" in result.output
+
+
+def test_the_daemon_drafts_nothing_from_a_template_whose_include_changed_since_its_approval(tmp_path: Path) -> None:
+    folder = with_include(tmp_path)
+    drafter = Drafter(Templates(folder, "en"), from_address="support@example.com", signature="S",
+                      reference_patterns=(), policy=POLICY)  # fmt: skip
+    message = parse_message(b"From: a@example.com\r\nSubject: Invoice\r\nMessage-ID: <i@x>\r\n\r\nMy invoice.\r\n")
+    assert b"invoice" in drafter(message, "billing", "en", NOW).data
+    (folder / "snip" / "intro.txt").write_text(PHISHING)
+    with pytest.raises(TemplateError, match="snip/intro.txt changed"):
+        drafter(message, "billing", "en", NOW)
+
+
+def test_text_is_rendered_exactly_as_it_was_checked_even_if_a_file_changes_in_between(tmp_path: Path) -> None:
+    folder = with_include(tmp_path)
+    sources = read_sources(folder, "billing/en")
+    (folder / "snip" / "intro.txt").write_text(PHISHING)
+    assert "PIN" not in render_sources(sources, {**NEUTRAL, "greeting_name": "Ann"})
+
+
+def test_an_include_named_by_an_expression_cannot_be_approved(tmp_path: Path) -> None:
+    folder = copy_templates(tmp_path)
+    (folder / "billing" / "en.txt.j2").write_text("Hello,\n{% include 'snip/' ~ subject %}\n{{ signature }}\n")
+    result = run(folder, tmp_path, "approve", "billing/en", "--by", "A. Martin")
+    assert result.exit_code != 0 and "name it literally" in result.stderr
+
+
+def test_binding_wording_in_an_included_template_is_caught_at_approval(tmp_path: Path) -> None:
+    folder = copy_templates(tmp_path)
+    (folder / "snip").mkdir()
+    (folder / "snip" / "promise.txt").write_text("We guarantee a full refund.\n")
+    (folder / "billing" / "en.txt.j2").write_text("Hello,\n{% include 'snip/promise.txt' %}\n{{ signature }}\n")
+    result = run(folder, tmp_path, "approve", "billing/en", "--by", "A. Martin")
+    assert result.exit_code != 0 and "guarantee" in result.stderr

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import platform
 import tempfile
 import zipfile
@@ -36,6 +37,7 @@ from sklearn.svm import LinearSVC
 
 from mailtriage import __version__
 from mailtriage.errors import ModelError, TrainingError
+from mailtriage.files import write_private
 from mailtriage.language import detect
 from mailtriage.models import Classification, ParsedEmail
 from mailtriage.parse import customer_text, parse_message
@@ -315,9 +317,10 @@ def save(trained: TrainedModel, path: Path) -> dict[str, Any]:
     """Write the model to ``path`` and its metadata, with the file's SHA-256, beside it (``.json``)."""
     writable(path)
     sio.dump(trained.model, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    os.chmod(path, 0o600)  # learnt from customers' words
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     metadata = {**trained.metadata, "sha256": digest, "version": digest[:12]}
-    metadata_path(path).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_private(metadata_path(path), json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
     return metadata
 
 

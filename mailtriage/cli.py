@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mailtriage.errors import MISSING, ConfigError, MailboxError, MailtriageError
+from mailtriage.files import file_warnings, tighten_umask
 from mailtriage.mailbox import open_mailbox
 from mailtriage.pipeline import CycleReport
 from mailtriage.settings import Settings, find_config, load_settings, masked
@@ -83,6 +84,7 @@ def main(ctx: click.Context, config: Path | None, log_level: str | None) -> None
       mailtriage demo
       mailtriage --config /etc/mailtriage.toml run
     """
+    tighten_umask()  # what any command creates (store, heartbeat, models, reports) holds customers' data
     ctx.obj = {"config": config, "log_level": log_level}
 
 
@@ -117,7 +119,7 @@ def config_check(ctx: click.Context, file: Path | None, connect: bool) -> None:
     """
     path = find_config(file or ctx.obj["config"])
     settings = load_settings(path)
-    for warning in template_warnings(settings):
+    for warning in [*template_warnings(settings), *file_warnings(settings)]:
         click.echo(f"mailtriage: warning: {warning}", err=True)
     click.echo(f"# {path}: OK")
     click.echo(json.dumps(masked(settings), indent=2, ensure_ascii=False))

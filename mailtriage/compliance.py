@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mailtriage.errors import ConfigError, TemplateError
+from mailtriage.files import write_private
 from mailtriage.templates import Sources, read_sources, render_sources
 
 CLASSES = ("guarantee", "promise", "liability", "deadline", "legal", "absolute")
@@ -172,7 +173,7 @@ def read_approvals(folder: Path) -> dict[str, Approval]:
 
 def write_approvals(folder: Path, approvals: dict[str, Approval]) -> None:
     data = {name: asdict(approval) for name, approval in sorted(approvals.items())}
-    (folder / MANIFEST).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_private(folder / MANIFEST, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def approval_problem(

@@ -30,6 +30,7 @@ from mailtriage import __version__
 from mailtriage.corrections import sweep as corrections_sweep
 from mailtriage.deadlines import Policy, policy_from_settings
 from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
+from mailtriage.files import private_folder, write_private
 from mailtriage.mailbox import Mailbox, open_mailbox
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.mailbox.server import describe
@@ -319,10 +320,8 @@ def write_heartbeat(path: Path, mailboxes: dict[str, dict[str, object]], now: da
     data = {"at": now.isoformat(timespec="seconds"), "pid": os.getpid(), "version": __version__,
             "mailboxes": mailboxes}  # fmt: skip
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}")
-        partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, path)
+        private_folder(path.parent)
+        write_private(path, json.dumps(data, indent=2) + "\n")
     except OSError as exc:
         log.warning("cannot write the heartbeat file %s: %s", path, exc)
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailtriage.deadlines import OPEN
 from mailtriage.errors import StoreError
+from mailtriage.files import create_private
 from mailtriage.models import Classification, ParsedEmail, RawMessage, RouteDecision
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -705,7 +706,7 @@ def _engine(url: str, busy_timeout: float) -> Engine:
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            create_private(Path(database))  # before SQLite opens it: its -wal and -shm take the same mode
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:

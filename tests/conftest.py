@@ -82,6 +82,16 @@ def courier_account(courier: CourierServer) -> Account:
     return courier.new_account()
 
 
+@pytest.fixture(autouse=True)
+def _umask_restored() -> Iterator[None]:
+    """The CLI tightens the process umask (what it creates is private); tests run it in-process, so each test
+    gives back the umask it found, for the servers that read what the next test writes."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)
+
+
 @pytest.fixture(scope="session")
 def seed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default model, trained once per run on the shipped seed mails."""

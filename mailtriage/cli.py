@@ -27,6 +27,7 @@ from mailtriage.mailbox import open_mailbox
 from mailtriage.pipeline import CycleReport
 from mailtriage.settings import Settings, find_config, load_settings, masked
 from mailtriage.store import Store
+from mailtriage.terminal import CleanFormatter, cell, inline
 
 RET_OK = 0
 RET_MAILBOX = MailboxError.exit_code
@@ -50,9 +51,9 @@ def _errors_as_lines(command: F) -> F:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(CleanFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler])
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # imapclient's INFO lines ("Connection closed") are noise at INFO; its DEBUG protocol trace is wanted at DEBUG.
@@ -240,7 +241,7 @@ def demo(ctx: click.Context, keep: Path | None) -> None:
             decision = f"{record.category} {record.confidence or 0:.2f}"
         else:
             decision = f"{record.status} ({record.kind})"
-        table.add_row(str(record.uid), record.sender, record.subject, record.language or "", decision)
+        table.add_row(str(record.uid), cell(record.sender), cell(record.subject), record.language or "", decision)
     console = Console()
     console.print(table)
     for report in reports:
@@ -533,9 +534,9 @@ def review(
         table.add_column(column, no_wrap=column not in ("From", "Subject"), overflow="ellipsis")
     for row in rows:
         table.add_row(
-            row["time"][5:16].replace("T", " "), row["sender"], row["subject"], row["category"] or "",
-            f"{row['confidence']:.2f}" if row["confidence"] is not None else "", row["language"] or "",
-            row["decided_by"] or "", "yes" if row["draft"] else "no", row["folder"] or "", row["status"],
+            row["time"][5:16].replace("T", " "), cell(row["sender"]), cell(row["subject"]), cell(row["category"]),
+            f"{row['confidence']:.2f}" if row["confidence"] is not None else "", cell(row["language"]),
+            cell(row["decided_by"]), "yes" if row["draft"] else "no", cell(row["folder"]), cell(row["status"]),
         )  # fmt: skip
     Console().print(table)
 
@@ -616,19 +617,22 @@ def _print_status(state: dict[str, Any], now: datetime) -> None:
         waiting = ", ".join(f"{n} {k.split(':', 1)[1]}" for k, n in sorted(counts.items()) if k.startswith("open"))
         last = ago(box["last_ok_at"])
         failing = f"{box['failures']} in a row: {box['last_error']}" if box["failures"] else "no"
-        table.add_row(box["name"], f"[red]{last}[/red]" if box["stale"] else last,
-                      f"[red]{failing}[/red]" if box["failures"] else failing, str(box["backlog"]),
-                      recorded or "nothing", waiting or "nothing")  # fmt: skip
+        table.add_row(cell(box["name"]), f"[red]{last}[/red]" if box["stale"] else last,
+                      f"[red]{inline(failing)}[/red]" if box["failures"] else failing, str(box["backlog"]),
+                      cell(recorded or "nothing"), cell(waiting or "nothing"))  # fmt: skip
     console.print(table)
     model = state["model"]
     trained = f"version {model['version']}, trained {model['trained_at']}, macro-F1 {model['macro_f1']}"
-    console.print(f"model {model['path']}: " + (f"[red]{model['problem']}[/red]" if model["problem"] else trained))
+    shown = f"[red]{inline(model['problem'])}[/red]" if model["problem"] else inline(trained)
+    console.print(f"model {inline(model['path'])}: {shown}")
     if state["templates"]:
-        console.print("templates: [yellow]" + "; ".join(state["templates"]) + "[/yellow]")
+        console.print("templates: [yellow]" + inline("; ".join(state["templates"])) + "[/yellow]")
     else:
         console.print("templates: every template in use is approved as it is")
     if state["heartbeat"]:
-        console.print(f"heartbeat {state['heartbeat']['file']}: written {ago(state['heartbeat']['written_at'])}")
+        console.print(
+            f"heartbeat {inline(state['heartbeat']['file'])}: written {ago(state['heartbeat']['written_at'])}"
+        )
     verdict = "healthy" if state["healthy"] else "[red]not healthy[/red]: a mailbox has no recent good cycle"
     console.print(f"{verdict} (stale after {state['stale_after_seconds']:.0f} s)")
 
@@ -686,7 +690,7 @@ def deadlines(ctx: click.Context, at: str | None, mailbox: str | None, as_json: 
         due = datetime.fromisoformat(row["due_at"]).astimezone(zone).strftime("%a %d %b %H:%M")
         left = format_span(timedelta(seconds=row["left_seconds"]))
         style = colours[row["state"]]
-        table.add_row(row["sender"], row["subject"], row["category"] or "", due, left,
+        table.add_row(cell(row["sender"]), cell(row["subject"]), cell(row["category"]), due, left,
                       f"[{style}]{row['state']}[/{style}]")  # fmt: skip
     Console().print(table)
 

@@ -25,6 +25,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 from mailtriage.deadlines import OPEN, Policy
 from mailtriage.store import MessageRecord
+from mailtriage.terminal import cell
 
 ALL = "all"
 """The language of a category's total row."""
@@ -264,14 +265,15 @@ def render(report: Report, console: Console) -> None:
     for column in COLUMNS:
         table.add_column(column, justify="left" if column in ("category", "language") else "right")
     for total in report.totals:
-        table.add_row(*_cells(total), style="bold")
+        table.add_row(*map(cell, _cells(total)), style="bold")
         for row in report.rows:
             if row.category == total.category:
-                table.add_row("", f"  {row.language}", *_cells(row)[2:])
+                table.add_row("", cell(f"  {row.language}"), *map(cell, _cells(row)[2:]))
     console.print(table)
     phrases = Table("category", "top phrases", title="What customers write about")
     for total in report.totals:
-        phrases.add_row(total.category, ", ".join(p for p, _ in report.phrases.get(total.category, ())) or NONE_SHOWN)
+        said = ", ".join(p for p, _ in report.phrases.get(total.category, ())) or NONE_SHOWN
+        phrases.add_row(cell(total.category), cell(said))  # customers' own words
     console.print(phrases)
 
 

@@ -526,17 +526,20 @@ def review(
         }
         for record in records
     ]
+    for row in rows:
+        row["notes"] = [draft["note"] for draft in row["drafts"] if draft.get("note")]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     table = Table(title=f"the {len(rows)} latest decisions", expand=True)
     for column in ("Time", "From", "Subject", "Category", "Conf.", "Lang", "Decided by", "Draft", "Folder", "Status"):
-        table.add_column(column, no_wrap=column not in ("From", "Subject"), overflow="ellipsis")
+        table.add_column(column, no_wrap=column not in ("From", "Subject", "Draft"), overflow="ellipsis")
     for row in rows:
         table.add_row(
             row["time"][5:16].replace("T", " "), cell(row["sender"]), cell(row["subject"]), cell(row["category"]),
             f"{row['confidence']:.2f}" if row["confidence"] is not None else "", cell(row["language"]),
-            cell(row["decided_by"]), "yes" if row["draft"] else "no", cell(row["folder"]), cell(row["status"]),
+            cell(row["decided_by"]), cell("; ".join(["yes", *row["notes"]]) if row["draft"] else "no"),
+            cell(row["folder"]), cell(row["status"]),
         )  # fmt: skip
     Console().print(table)
 

@@ -95,14 +95,51 @@ near 100 characters) is RFC 2047-encoded into In-Reply-To and References, which 
 draft is not threaded to the customer's message."""
 
 
-def build_reply(parsed: ParsedEmail, body: str, language: str, *, from_address: str, now: datetime) -> bytes:
-    """The draft as raw message bytes (CRLF line ends), ready to be appended to the Drafts folder."""
+def recipients(parsed: ParsedEmail, foreign_reply_to: str = "use") -> tuple[tuple[Address, ...], str | None]:
+    """Who the draft goes to, and a note for the agent when a Reply-To points outside the sender's domain.
+
+    The Reply-To when it names at most MAX_REPLY_TO addresses, else the sender. A Reply-To elsewhere than the
+    sender's domain is what a contact form sets, and also what an impostor sets: it is used (``"use"``) or
+    passed over for the sender (``"sender"``), and said either way.
+    """
+    sender = (parsed.sender,) if parsed.sender else ()
+    reply_to = parsed.reply_to if len(parsed.reply_to) <= MAX_REPLY_TO else ()
+    if not reply_to:
+        return sender, None
+    home = _domain(parsed.sender.email) if parsed.sender else ""
+    foreign = sorted({a.email for a in reply_to if not _same_domain(_domain(a.email), home)})
+    if not foreign:
+        return reply_to, None
+    where = f"Reply-To {', '.join(foreign)} is outside the sender's domain ({home or 'no sender'})"
+    if foreign_reply_to == "sender" and sender:
+        return sender, f"{where}: the draft is addressed to the sender instead"
+    return reply_to, f"{where}: the draft is addressed to it"
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".")
+
+
+def _same_domain(one: str, other: str) -> bool:
+    """The same domain, or one a subdomain of the other (mail.example.org and example.org)."""
+    return bool(one and other) and (one == other or one.endswith(f".{other}") or other.endswith(f".{one}"))
+
+
+def build_reply(
+    parsed: ParsedEmail,
+    body: str,
+    language: str,
+    *,
+    from_address: str,
+    now: datetime,
+    to: tuple[Address, ...] | None = None,
+) -> bytes:
+    """The draft as raw message bytes (CRLF line ends), ready to be appended to the Drafts folder; ``to``: its
+    recipients (else as ``recipients`` chooses them)."""
     message = EmailMessage(policy=_POLICY)
     name, address = parseaddr(from_address)
     message["From"] = HeaderAddress(display_name=name, addr_spec=address)
-    recipients = parsed.reply_to if len(parsed.reply_to) <= MAX_REPLY_TO else ()
-    recipients = recipients or ((parsed.sender,) if parsed.sender else ())
-    message["To"] = [HeaderAddress(display_name=a.name, addr_spec=a.email) for a in recipients]
+    message["To"] = [HeaderAddress(display_name=a.name, addr_spec=a.email) for a in (to or recipients(parsed)[0])]
     message["Subject"] = reply_subject(parsed.subject)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = make_msgid(domain=address.partition("@")[2] or None)
@@ -130,6 +167,9 @@ class Draft:
     sha256: str
     approved_by: str
     approved_at: str
+    to: tuple[str, ...] = ()
+    note: str | None = None
+    """Something about the draft the agent should know before sending it (a Reply-To elsewhere)."""
 
 
 class Drafter:
@@ -146,6 +186,7 @@ class Drafter:
         policy: Policy,
         target: timedelta = timedelta(hours=24),
         zone: str = "UTC",
+        foreign_reply_to: str = "use",
     ) -> None:
         self.templates = templates
         self.policy = policy
@@ -155,6 +196,7 @@ class Drafter:
         self.target = target
         """When the message has no recorded due time (deadlines off), ``due`` is this after it arrived."""
         self.zone = zone
+        self.foreign_reply_to = foreign_reply_to
 
     def __call__(
         self, parsed: ParsedEmail, template: str, language: str, now: datetime, due: datetime | None = None
@@ -181,5 +223,7 @@ class Drafter:
         if findings:
             raise TemplateError(name, "the draft fails the lint: " + "; ".join(str(f) for f in findings))
         approval = approvals[name]
-        data = build_reply(parsed, body, used, from_address=self.from_address, now=now)
-        return Draft(data, name, approval.sha256, approval.approved_by, approval.approved_at)
+        to, note = recipients(parsed, self.foreign_reply_to)
+        data = build_reply(parsed, body, used, from_address=self.from_address, now=now, to=to)
+        shown = tuple(a.email for a in to)
+        return Draft(data, name, approval.sha256, approval.approved_by, approval.approved_at, shown, note)

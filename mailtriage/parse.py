@@ -269,22 +269,42 @@ def _decode_8bit(data: bytes) -> str:
 
 
 def _addresses(headers: Headers, name: str, defects: list[str]) -> tuple[Address, ...]:
+    """The addresses of header ``name``, parsed from its raw value. An encoded-word stands for display text
+    only (RFC 2047 section 5): it is set aside before the address list is parsed, so a ':' or '@' encoded in a
+    name ('=?utf-8?q?Anna=0D=0ABcc:_attacker@evil.example?=') can never become, or add, an address."""
     raw = _FOLDING.sub("", _raw_header(headers, name))
     if not raw:
         return ()
     if _SURROGATES.search(raw):
         raw = _decode_8bit(raw.encode("utf-8", "surrogateescape"))
         defects.append(f"{name} header has raw 8-bit bytes")
+    words: list[str] = []
+
+    def set_aside(found: re.Match[str]) -> str:
+        words.append(found.group(0))
+        return f"{_WORD_MARK}{len(words) - 1}{_WORD_MARK}"
+
+    masked = _ENCODED_WORD.sub(set_aside, raw)
     result = []
-    for display, email in getaddresses([raw]):
+    for display, email in getaddresses([masked]):
         email = _clean_header(name, email, defects).strip("<> ")
+        if _WORD_MARK in email:
+            defects.append(f"{name} header: an encoded-word where an address should be; ignored")
+            continue
         if "@" not in email:
             if email:
                 defects.append(f"{name} header: {email[:60]!r} is not an address")
             continue
+        display = _WORD_BACK.sub(lambda m: words[int(m.group(1))], display)
         display = _clean_header(name, _decode_words(display, name, defects), defects)
         result.append(Address(display.strip('" '), email))
     return tuple(result)
+
+
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+_WORD_MARK = "QMTEWQ"
+"""Stands in for an encoded-word while an address list is parsed: letters only, so it is read as a word."""
+_WORD_BACK = re.compile(f"{_WORD_MARK}(\\d+){_WORD_MARK}")
 
 
 def _first(addresses: tuple[Address, ...]) -> Address | None:

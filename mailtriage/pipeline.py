@@ -323,8 +323,11 @@ def _apply(
             store.audit(record.mailbox, "draft-appending", {"folder": drafts}, now=now, message=record.id)
             mailbox.append(drafts, draft.data, DRAFT_FLAGS)
             provenance = {"folder": drafts, "template": draft.template, "sha256": draft.sha256,
-                          "approved_by": draft.approved_by, "approved_at": draft.approved_at}  # fmt: skip
+                          "approved_by": draft.approved_by, "approved_at": draft.approved_at, "to": list(draft.to),
+                          **({"note": draft.note} if draft.note else {})}  # fmt: skip
             store.audit(record.mailbox, "draft-appended", provenance, now=now, message=record.id)
+            if draft.note:
+                log.info("mailbox %s: UID %s %s: %s", record.mailbox, record.uid, record.message_id, draft.note)
     flags = [*decision.keywords, *(["\\Flagged"] if decision.flag else [])]
     if flags:
         mailbox.add_flags(record.folder, record.uid, flags)

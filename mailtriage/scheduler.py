@@ -419,6 +419,7 @@ def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], C
         policy=load_policy(drafts.templates / "policy.toml"),
         target=timedelta(hours=settings.deadlines.target_hours),
         zone=settings.deadlines.calendar.timezone,
+        foreign_reply_to=drafts.foreign_reply_to,
     )
     return Triage(
         classify=classify,

@@ -281,6 +281,8 @@ class DraftSettings(_Section):
     templates: Path = SHIPPED_TEMPLATES
     fallback_language: str = "en"
     reference_patterns: tuple[str, ...] = (r"\b[A-Z]{1,3}-\d{3,}(?:-\d+)*\b", r"#\d{4,}\b")
+    foreign_reply_to: Literal["use", "sender"] = "use"
+    """A Reply-To outside the sender's domain: address the draft to it, or to the sender; noted either way."""
 
     @field_validator("reference_patterns")
     @classmethod

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from mailtriage.compliance import Approval, Policy, content_hash, write_approvals
-from mailtriage.draft import ANSWERS_HEADER, Drafter, build_reply, greeting_name, references, reply_subject
+from mailtriage.draft import (
+    ANSWERS_HEADER,
+    Drafter,
+    build_reply,
+    greeting_name,
+    recipients,
+    references,
+    reply_subject,
+)
 from mailtriage.errors import TemplateError
 from mailtriage.models import Address
 from mailtriage.parse import parse_message
@@ -174,3 +182,20 @@ def test_a_message_id_longer_than_a_line_is_written_as_it_is_so_the_draft_thread
     assert reply["In-Reply-To"] == long_id
     assert reply["X-Mailtriage-Answers"] == long_id
     assert long_id.encode() in data
+
+
+@pytest.mark.parametrize(
+    "reply_to,choice,expected,noted",
+    [
+        ("ann@mail.example.org", "use", "ann@mail.example.org", False),  # a subdomain of the sender's
+        ("ann@elsewhere.example", "use", "ann@elsewhere.example", True),
+        ("ann@elsewhere.example", "sender", "ann@example.org", True),
+    ],
+)
+def test_a_reply_to_outside_the_senders_domain_is_noted_and_used_as_configured(
+    reply_to: str, choice: str, expected: str, noted: bool
+) -> None:
+    parsed = parse_message(f"From: Ann <ann@example.org>\r\nReply-To: {reply_to}\r\nSubject: x\r\n\r\nHi\r\n".encode())
+    to, note = recipients(parsed, choice)
+    assert [a.email for a in to] == [expected]
+    assert (note is not None) == noted

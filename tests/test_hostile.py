@@ -188,6 +188,50 @@ def test_a_subject_carrying_crlf_and_headers_cannot_add_headers_to_its_draft(
     assert_the_normal_customer_is_served(account, store)
 
 
+# --- addresses hidden in encoded words, and a Reply-To elsewhere -------------------------------------------------
+
+CRAFTED = b"=?utf-8?q?Anna=0D=0ABcc:_attacker@evil.example?= <p2c@shop-customer.example>"
+
+
+@pytest.mark.dovecot
+@pytest.mark.parametrize("header", ["From", "Reply-To"])
+def test_an_address_inside_an_encoded_word_never_becomes_a_recipient(
+    account: Account, store: Store, predictor: classify.Predictor, header: str
+) -> None:
+    """An encoded-word stands for display text: the ':' and '@' inside it are not address syntax."""
+    if header == "From":
+        mail = letter("<crafted-1@example.com>", sender=CRAFTED)
+    else:
+        mail = letter("<crafted-1@example.com>", sender=b"Anna <p2c@shop-customer.example>",
+                      headers=b"Reply-To: " + CRAFTED + b"\r\n")  # fmt: skip
+    triage(account, store, predictor, mail)
+    assert by_message_id(store)["<crafted-1@example.com>"].sender == "p2c@shop-customer.example"
+    draft, raw = drafts(account)["<crafted-1@example.com>"]
+    assert_a_clean_draft(draft, raw, "p2c@shop-customer.example")  # the decoded name is a quoted name, no more
+    assert_the_normal_customer_is_served(account, store)
+
+
+@pytest.mark.dovecot
+@pytest.mark.parametrize("choice,to", [("use", "someone@elsewhere.example"), ("sender", "tom@example.com")])
+def test_a_reply_to_outside_the_senders_domain_is_used_or_not_as_configured_and_said_in_review(
+    account: Account, store: Store, predictor: classify.Predictor, tmp_path: Path, choice: str, to: str
+) -> None:
+    account.append_many([letter("<foreign-1@example.com>", headers=b"Reply-To: someone@elsewhere.example\r\n")])
+    settings = settings_for(account)
+    settings = settings.model_copy(
+        update={"drafts": settings.drafts.model_copy(update={"foreign_reply_to": choice}),
+                "store": settings.store.model_copy(update={"url": str(store.engine.url)})}
+    )  # fmt: skip
+    assert cycle(ImapMailbox(account.settings()), store, predictor, settings).ok
+    draft, raw = drafts(account)["<foreign-1@example.com>"]
+    assert_a_clean_draft(draft, raw, to)
+    [appended] = store.events(by_message_id(store)["<foreign-1@example.com>"].id, "draft-appended")
+    assert "outside the sender's domain (example.com)" in appended.detail["note"]
+    config = write_config(tmp_path / "c.toml", [account], Path(str(store.engine.url.database)), tmp_path / "m")
+    result = CliRunner().invoke(main, ["--config", str(config), "review"], env={"COLUMNS": "400"})
+    assert "Reply-To someone@elsewhere.example is outside the sender's domain" in result.output
+
+
 # --- 50,000 recipients -----------------------------------------------------------------------------------------------
 
 

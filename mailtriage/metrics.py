@@ -32,6 +32,10 @@ class Metrics:
             "mailtriage_last_success_timestamp_seconds", "When the mailbox's last cycle succeeded (Unix time).",
             ["mailbox"], registry=self.registry,
         )  # fmt: skip
+        self.skipped_runs = Counter(
+            "mailtriage_skipped_runs", "Scheduled runs skipped because the same job was still running.", ["job"],
+            registry=self.registry,
+        )  # fmt: skip
         self.registry.register(_StoreCollector(store))
 
     def serve(self, port: int, address: str) -> None:

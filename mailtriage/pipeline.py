@@ -288,6 +288,10 @@ def apply_pending(
         try:
             if message is not None:
                 _apply(mailbox, store, stages, record, decision, message, now())
+            else:  # moved before a crash let the move be audited, or by someone else: the log says it all the same
+                detail = {"from": record.folder, "route": decision.folder,
+                          "move_begun": store.has_event(record.id, "move-begun")}  # fmt: skip
+                store.audit(record.mailbox, "found-moved", detail, now=now(), message=record.id)
             store.set_status(record, ROUTED, now=now())
         except (TemplateError, MailboxError) as exc:
             if isinstance(exc, MailboxError) and exc.retryable:

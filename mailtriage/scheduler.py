@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -108,10 +109,21 @@ class Daemon:
         """The category folders, resolved on each server and logged at start."""
         self.stop = threading.Event()
         self._failures = {mailbox.name: 0 for mailbox in self.mailboxes}
+        self._store_failed = False
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+        """Mailboxes whose cycle is running now."""
+        self._again: set[str] = set()
+        """Mailboxes woken by IDLE while their cycle ran: it runs again as soon as it ends."""
 
     def cycle(self, mailbox: Mailbox) -> CycleReport:
         """One cycle for one mailbox; a mailbox failure is logged and reported, never raised."""
         started = time.monotonic()
+        if self._store_failed:
+            # Each try after a store fault gets fresh connections: one opened during the fault (a read-only file,
+            # by the health write that followed it, say) would keep failing after the fault is gone.
+            self.store.reconnect()
+            self._store_failed = False
         try:
             report = run_cycle(
                 mailbox,
@@ -125,6 +137,7 @@ class Daemon:
             self._failures[mailbox.name] += 1
             delay = backoff(self._failures[mailbox.name], self.schedule)
             if isinstance(exc, StoreError):
+                self._store_failed = True
                 then = "nothing is lost: what was not recorded is read again"
             elif isinstance(exc, AuthenticationFailed):
                 then = "check its username and secret; other mailboxes go on"
@@ -208,6 +221,8 @@ class Daemon:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
         scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+        scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        logging.getLogger("apscheduler.scheduler").addFilter(NO_SKIPPED_RUNS)
         watchers = []
         try:
             for mailbox in self.mailboxes:
@@ -270,48 +285,85 @@ class Daemon:
     def _scheduled_cycle(self, mailbox: Mailbox, scheduler: BackgroundScheduler) -> None:
         if self.stop.is_set():
             return
-        report = self.cycle(mailbox)
+        with self._lock:
+            self._running.add(mailbox.name)
+        try:
+            report = self.cycle(mailbox)
+        finally:
+            with self._lock:
+                self._running.discard(mailbox.name)
+                woken = mailbox.name in self._again
+                self._again.discard(mailbox.name)
         if not report.ok:
             delay = backoff(self._failures[mailbox.name], self.schedule)
             scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
-        elif report.backlog:
-            scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC))  # more waiting: go on at once
+        elif report.backlog or woken:  # more waiting, or mail arrived during the cycle: go on at once
+            scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC))
 
     def _watch(self, mailbox: ImapMailbox, scheduler: BackgroundScheduler) -> None:
-        """Hold an IDLE connection of its own and wake the mailbox's job as soon as mail arrives."""
+        """Hold an IDLE connection of its own and wake the mailbox's job as soon as mail arrives. Any failure, at
+        start too, is retried with backoff for the life of the daemon (polling goes on meanwhile): said once when
+        IDLE stops, once when it is back."""
         listener = ImapMailbox(mailbox.settings)
         failures = 0
+
+        def back() -> None:
+            log.info("mailbox %s: listening (IDLE) again after %d failed attempts; a cycle looks for what arrived "
+                     "meanwhile", mailbox.name, failures)  # fmt: skip
+            self._wake(mailbox, scheduler)
+
         try:
-            if not listener.supports_idle():
-                log.info("mailbox %s: the server has no IDLE; polling only", mailbox.name)
-                return
-
-            def wake() -> None:
-                if self.stop.is_set():
-                    return  # shutting down: the scheduler and its jobs may be gone already
-                try:
-                    scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC))
-                except JobLookupError:
-                    pass  # removed by the shutdown that is under way
-
             while not self.stop.is_set():
                 try:
+                    if not listener.supports_idle():
+                        log.info("mailbox %s: the server has no IDLE; polling only", mailbox.name)
+                        return
                     # After a failure, mail may have arrived while nobody listened: once listening again, a cycle
                     # looks (mail arriving from then on wakes IDLE itself).
                     if listener.wait_for_mail(mailbox.inbox, self.schedule.idle_timeout, self.stop,
-                                              wake if failures else None):  # fmt: skip
-                        wake()
+                                              back if failures else None):  # fmt: skip
+                        self._wake(mailbox, scheduler)
                     failures = 0
                 except MailboxError as exc:
                     failures += 1
                     delay = backoff(failures, self.schedule)
-                    log.warning("%s (IDLE); polling goes on; listening again in %s, then a cycle looks for what "
-                                "arrived meanwhile", exc, seconds(delay))  # fmt: skip
+                    if failures == 1:
+                        log.warning("%s (IDLE); polling goes on; listening again in %s, then a cycle looks for what "
+                                    "arrived meanwhile", exc, seconds(delay))  # fmt: skip
+                    else:
+                        log.debug("%s (IDLE); attempt %d failed, next in %s", exc, failures, seconds(delay))
                     self.stop.wait(delay)
-        except MailboxError as exc:
-            log.warning("%s; cannot use IDLE, polling only", exc)
         finally:
             listener.close()
+
+    def _wake(self, mailbox: Mailbox, scheduler: BackgroundScheduler) -> None:
+        """Run the mailbox's cycle now; if one is running, right after it (a wake is never dropped)."""
+        if self.stop.is_set():
+            return  # shutting down: the scheduler and its jobs may be gone already
+        with self._lock:
+            if mailbox.name in self._running:
+                self._again.add(mailbox.name)
+                return
+        try:
+            scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC))
+        except JobLookupError:
+            pass  # removed by the shutdown that is under way
+
+    def _skipped(self, event: JobSubmissionEvent) -> None:
+        """A scheduled run that came while the job still ran: counted, not logged (it was not needed)."""
+        if self.metrics is not None:
+            self.metrics.skipped_runs.labels(str(event.job_id)).inc()
+
+
+class _NoSkippedRuns(logging.Filter):
+    """APScheduler warns each time a run is skipped because the job is still running: with IDLE waking a busy
+    mailbox that was thousands of lines; the daemon counts them in metrics instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in str(record.msg)
+
+
+NO_SKIPPED_RUNS = _NoSkippedRuns()
 
 
 def write_heartbeat(path: Path, mailboxes: dict[str, dict[str, object]], now: datetime) -> None:

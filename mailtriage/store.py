@@ -73,6 +73,8 @@ class MessageRecord:
     answered_how: str | None = None
     thread_of: int | None = None
     """The open message this one followed up on, in the same thread: its clock is that message's."""
+    message_id_synthetic: bool = False
+    """The message had no Message-ID: ``message_id`` was made from its content and no server can search for it."""
 
     @property
     def response_time(self) -> timedelta | None:
@@ -200,6 +202,10 @@ class Store:
             finally:
                 self._local.db = None
 
+    def reconnect(self) -> None:
+        """Let go of every pooled connection: the next transaction opens a fresh one."""
+        self.engine.dispose()
+
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         joined = self._local.__dict__.get("db")
@@ -210,6 +216,11 @@ class Store:
             with self.engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as exc:
+            if isinstance(exc, sa.exc.OperationalError):
+                # The next transaction opens a fresh connection: SQLite keeps a file it opened read-only read-only
+                # for the connection's life, and a server connection may be gone. Without this a store whose
+                # permissions or server came back kept failing until the daemon was restarted.
+                self.reconnect()
             raise StoreError(f"store {_shown(self.url)}: {_reason(exc)}") from None
 
     # --- sync state ----------------------------------------------------------------------------------------------
@@ -691,6 +702,7 @@ def _record(row: sa.Row[Any]) -> MessageRecord:
         due_at=_utc(row.due_at),
         answered_at=_utc(row.answered_at),
         recorded_at=_utc(row.recorded_at) or row.recorded_at,
+        message_id_synthetic=bool(row.message_id_synthetic),
         defects=tuple(_json(row.defects)),
         route=_json(row.route),
     )

@@ -22,7 +22,7 @@ from mailtriage.deadlines import Policy, State, format_span, later
 from mailtriage.errors import MailboxError, NotifyError
 from mailtriage.mailbox import Mailbox, flags_at
 from mailtriage.models import FolderStatus, RawMessage
-from mailtriage.parse import parse_message
+from mailtriage.parse import hash_content, parse_message
 from mailtriage.store import MessageRecord, Signal, Store, SyncState
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def _answered_by_flag(
     waiting. A message no longer where it was recorded is looked for where it was routed."""
     by_id = {record.id: record for record in waiting}
     answered: set[int] = set()
-    looked = _flags(mailbox, store, [*waiting, *store.follow_ups(list(by_id))])
+    looked = _flags(mailbox, store, [*waiting, *store.follow_ups(list(by_id))], now)
     for record, flags in looked:
         root = by_id.get(record.thread_of or record.id)
         if root is not None and "\\Answered" in flags and root.id not in answered:
@@ -146,7 +146,7 @@ def _answered_by_flag(
 
 
 def _flags(
-    mailbox: Mailbox, store: Store, records: Iterable[MessageRecord]
+    mailbox: Mailbox, store: Store, records: Iterable[MessageRecord], now: datetime
 ) -> list[tuple[MessageRecord, frozenset[str]]]:
     """The flags of these messages where they are; one no longer there is looked for where it was routed."""
     records = list(records)
@@ -157,29 +157,35 @@ def _flags(
         if place in flags:
             found.append((record, flags[place]))
             continue
-        moved = _relocate(mailbox, store, record)
+        moved = _relocate(mailbox, store, record, now)
         if moved is not None:
             found.extend((moved, value) for value in mailbox.flags(moved.folder, [moved.uid]).values())
     return found
 
 
-def _relocate(mailbox: Mailbox, store: Store, record: MessageRecord) -> MessageRecord | None:
-    """Find a message moved since it was recorded (by its route, before a correction sweep saw it) by its
-    Message-ID in the folder it was routed to, and note its new place."""
+def _relocate(mailbox: Mailbox, store: Store, record: MessageRecord, now: datetime) -> MessageRecord | None:
+    """Find a message moved since it was recorded (by its route, before a correction sweep saw it) in the folder
+    it was routed to, note its new place and audit it. Candidates are found by Message-ID and told apart by
+    content: two different mails may share a Message-ID, and each must be found at its own UID."""
     folder = (record.route or {}).get("folder")
-    if not folder or folder == record.folder or record.message_id.startswith("<mailtriage."):
+    if not folder or folder == record.folder or record.message_id_synthetic:
         return None
     try:
         uids = mailbox.find(folder, "Message-ID", record.message_id)
-        if not uids:
-            return None
-        uidvalidity = mailbox.status(folder).uidvalidity
+        found = [raw for raw in mailbox.fetch(folder, uids) if hash_content(raw.data) == record.content_hash]
     except MailboxError as exc:
         if exc.retryable:
             raise
         return None
-    place = RawMessage(folder, uidvalidity, uids[-1], b"", frozenset(), None)
+    if not found:
+        return None
+    place = found[0]
     store.locate(record, place)
+    detail = {
+        "from": [record.folder, record.uidvalidity, record.uid],
+        "to": [place.folder, place.uidvalidity, place.uid],
+    }
+    store.audit(record.mailbox, "found-moved", detail, now=now, message=record.id)
     return _moved(record, place)
 
 

@@ -26,9 +26,9 @@ class _Trap:
 class Proxy:
     """Forwards 127.0.0.1:``port`` to ``target_port``; ``cut_at`` arms a cut at the next command matching a pattern."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, port: int = 0) -> None:
         self.target_port = target_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", port))
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []

@@ -32,7 +32,7 @@ from mailtriage.settings import (
 )
 from mailtriage.store import Store
 from tests.courier import CourierServer
-from tests.dovecot import Account, DovecotServer, write_config
+from tests.dovecot import Account, DovecotServer, free_port, write_config
 from tests.proxy import Proxy, When
 from tests.test_imap import letter
 from tests.test_process import kill_when, recorded, start
@@ -248,11 +248,74 @@ def test_a_full_disk_under_the_store_fails_the_cycle_and_once_there_is_room_noth
     [line] = errors(caplog)
     assert "database or disk is full" in line and "nothing is lost" in line
     assert store.messages() == []
-    full["on"] = False
-    daemon.store.engine.dispose()
+    full["on"] = False  # the daemon's own connections were opened under the limit: it must open fresh ones
     assert daemon.cycle(daemon.mailboxes[0]).ok
     daemon.close()
     assert_each_processed_once(account, store, 3)
+
+
+def test_a_store_that_was_read_only_when_the_daemon_opened_it_works_again_once_it_is_writable(
+    account: Account, store: Store, seed_model: Path
+) -> None:
+    """SQLite opens a file it may not write read-only, and that connection stays so for its life: a daemon
+    started during a read-only window kept failing after the permissions came back, until restarted."""
+    account.append_many(customer_mail(n) for n in range(3))
+    read_only = {"on": True}
+    daemon = daemon_from_settings(settings_through(account, store, seed_model))
+
+    @sa.event.listens_for(daemon.store.engine, "connect")
+    def _opened_read_only(dbapi_connection: Any, _record: Any) -> None:
+        if read_only["on"]:
+            dbapi_connection.execute("PRAGMA query_only = ON")
+
+    daemon.store.engine.dispose()
+    failed = [daemon.cycle(daemon.mailboxes[0]) for _ in range(2)]
+    assert all("readonly" in str(report.error) for report in failed)
+    read_only["on"] = False
+    assert daemon.cycle(daemon.mailboxes[0]).ok
+    daemon.close()
+    assert_each_processed_once(account, store, 3)
+
+
+@pytest.mark.parametrize("fault", ["refused at start", "cut later"])
+def test_idle_that_fails_comes_back_by_itself_and_says_so_once(
+    dovecot: DovecotServer,
+    account: Account,
+    store: Store,
+    seed_model: Path,
+    caplog: pytest.LogCaptureFixture,
+    fault: str,
+) -> None:
+    """IDLE that failed once stayed off for the life of the process: latency fell from a second to the poll
+    interval without a word. Here nothing listens at first (or the connection is cut), then the server is back:
+    a mail that arrives later is triaged by IDLE alone, the poll being an hour away."""
+    port = free_port()
+    proxy = None if fault == "refused at start" else Proxy(dovecot.port, port=port)
+    settings = settings_through(account, store, seed_model, port, poll_interval=3600, idle_timeout=60)
+    daemon = daemon_from_settings(settings)
+    runner = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
+    try:
+        with caplog.at_level(logging.DEBUG, logger="mailtriage"):
+            runner.start()
+            if proxy is None:
+                wait_for(lambda: any("(IDLE)" in r.getMessage() for r in caplog.records), "IDLE to fail")
+                time.sleep(2)  # several attempts fail meanwhile
+                proxy = Proxy(dovecot.port, port=port)
+            else:
+                wait_for(lambda: any(c.endswith(b" IDLE") for c in proxy.commands), "the daemon to start IDLE")
+                proxy.cut_all()
+            wait_for(lambda: any("listening (IDLE) again" in r.getMessage() for r in caplog.records), "IDLE")
+            wait_for(lambda: daemon._failures[account.username] == 0 and not daemon._running, "a good cycle")
+            account.append_many([customer_mail(0)])
+            wait_for(lambda: len(store.messages()) == 1 and store.messages()[0].status == ROUTED, "the message", 10)
+    finally:
+        daemon.stop.set()
+        runner.join(timeout=30)
+        if proxy is not None:
+            proxy.close()
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "IDLE" in r.getMessage()]
+    assert len([line for line in said if "polling goes on" in line]) == 1
+    assert len([line for line in said if "listening (IDLE) again" in line]) == 1
 
 
 # --- logins -------------------------------------------------------------------------------------------------------

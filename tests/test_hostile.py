@@ -481,6 +481,36 @@ def test_two_different_mails_sharing_a_message_id_are_both_recorded_and_each_get
     assert [e.action for e in store.audit_events() if e.action.startswith("draft")].count("draft-exists") == 2
 
 
+@pytest.mark.dovecot
+def test_two_mails_sharing_a_message_id_moved_into_one_folder_are_each_found_at_their_own_uid_by_the_sweep(
+    account: Account, store: Store, predictor: classify.Predictor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The deadline sweep finds moved messages where their route filed them; by Message-ID alone both would be
+    given the same UID, and the store refused the second (UNIQUE), stopping the sweep for the mailbox."""
+    base = settings_for(account)
+    categories = tuple(
+        c.model_copy(update={"folder": "Support/Returns"}) if c.name == "return-refund" else c for c in base.categories
+    )
+    settings = base.model_copy(update={"categories": categories})
+    policy = policy_from_settings(settings)
+    assert policy is not None
+    daemon = Daemon(
+        [ImapMailbox(account.settings())], store, CycleOptions(deadlines=policy), settings.schedule, now,
+        triage_from_settings(settings, predictor), sweeps=[deadline_sweep(settings, store, policy, now)],
+    )  # fmt: skip
+    first = letter("<shared-2@example.com>", sender=b"Ann <ann@example.com>")
+    second = letter("<shared-2@example.com>", sender=b"Bob <bob@example.net>", subject=b"Refund for order B-77777")
+    account.append_many([first, second])
+    with caplog.at_level(logging.WARNING):
+        [report] = daemon.run_once()  # the sweep after the cycle looks for both in Support/Returns
+    assert report.ok and not [r for r in caplog.records if "sweep" in r.getMessage()]
+    shared = [r for r in store.messages() if r.message_id == "<shared-2@example.com>"]
+    assert [r.folder for r in shared] == ["Support/Returns", "Support/Returns"]
+    assert len({r.uid for r in shared}) == 2
+    for record in shared:
+        assert [e.action for e in store.events(record.id, "found-moved")] == ["found-moved"]
+
+
 def drafts_by_hash(account: Account) -> dict[str, tuple[EmailMessage, bytes]]:
     """The drafts in Drafts by the content hash of the mail they answer."""
     client = account.client()

@@ -199,3 +199,33 @@ def test_where_the_server_cannot_move_a_routed_message_keeps_its_keywords_in_pla
     assert mailbox.folder("INBOX")[0][1] == frozenset({"$Billing"})
     [event] = store.events(record.id, "not-moved")
     assert event.detail["to"] == "Support/Billing" and "UIDPLUS" in event.detail["why"]
+
+
+class DiesAfterMoving(MemoryMailbox):
+    """The process is killed right after the server moved a message, before the move could be audited."""
+
+    dying = True
+
+    def move(self, folder: str, uid: int, destination: str, *, resume: bool = False) -> bool:
+        super().move(folder, uid, destination, resume=resume)
+        if self.dying:
+            raise SystemExit("killed")
+        return True
+
+
+def test_a_message_moved_before_a_crash_could_audit_it_is_audited_as_found_moved(store: Store) -> None:
+    mailbox = DiesAfterMoving()
+    fill(mailbox, 1)
+    decision = RouteDecision("billing", "model", "confident", folder="Support/Billing")
+    triage = Triage(
+        classify=lambda parsed: Classification("billing", "billing", 0.9, "en", "m"),
+        route=lambda parsed, classification: decision,
+    )
+    with pytest.raises(SystemExit):
+        run_cycle(mailbox, store, now=clock, stages=triage)
+    mailbox.dying = False
+    run_cycle(mailbox, store, now=clock, stages=triage)  # the restart
+    [record] = store.messages()
+    assert record.status == "routed" and not store.events(record.id, "moved")
+    [event] = store.events(record.id, "found-moved")
+    assert event.detail == {"from": "INBOX", "route": "Support/Billing", "move_begun": True}

@@ -9,7 +9,7 @@ from mailtriage.draft import Draft
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.models import Classification, ParsedEmail, RouteDecision
 from mailtriage.pipeline import CycleOptions, Triage
-from mailtriage.scheduler import Daemon, backoff
+from mailtriage.scheduler import NO_SKIPPED_RUNS, Daemon, backoff
 from mailtriage.settings import ScheduleSettings
 from mailtriage.store import Store
 
@@ -43,3 +43,40 @@ def test_an_unexpected_error_in_one_mailboxs_cycle_is_logged_and_the_other_mailb
     assert not first.ok and "a bug in a stage" in str(first.error) and second.ok
     assert any("unexpected RuntimeError in a cycle (a bug in mailtriage" in r.getMessage() for r in caplog.records)
     assert len(mailboxes[1].folder("Drafts")) == 1
+
+
+class RecordingScheduler:
+    """Notes when each job was asked to run next (APScheduler's ``modify_job``)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def modify_job(self, job_id: str, **changes: object) -> None:
+        self.asked.append(job_id)
+
+
+def test_mail_announced_by_idle_during_a_running_cycle_is_looked_for_right_after_it(store: Store) -> None:
+    mailbox = MemoryMailbox("support")
+    scheduler = RecordingScheduler()
+    daemon = Daemon([mailbox], store, CycleOptions(), ScheduleSettings())
+    running = daemon.cycle
+
+    def cycle_during_which_mail_arrives(box: MemoryMailbox) -> object:
+        daemon._wake(box, scheduler)  # type: ignore[arg-type]
+        return running(box)
+
+    daemon.cycle = cycle_during_which_mail_arrives  # type: ignore[assignment,method-assign]
+    daemon._scheduled_cycle(mailbox, scheduler)  # type: ignore[arg-type]
+    assert scheduler.asked == ["support"]  # once the cycle ended, not dropped as a skipped run
+    daemon._wake(mailbox, scheduler)  # type: ignore[arg-type]
+    assert scheduler.asked == ["support", "support"]  # idle: at once
+
+
+def test_a_run_skipped_because_the_job_still_runs_is_counted_not_logged() -> None:
+    record = logging.LogRecord(
+        "apscheduler.scheduler", logging.WARNING, __file__, 1,
+        'Execution of job "%s" skipped: maximum number of running instances reached (%d)', ("poll", 1), None,
+    )  # fmt: skip
+    assert not NO_SKIPPED_RUNS.filter(record)
+    other = logging.LogRecord("apscheduler.scheduler", logging.WARNING, __file__, 1, "Run time missed", (), None)
+    assert NO_SKIPPED_RUNS.filter(other)

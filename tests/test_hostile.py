@@ -717,3 +717,39 @@ def test_a_config_error_about_a_secret_does_not_show_the_secret(tmp_path: Path, 
     result = CliRunner().invoke(main, ["config", "check", str(config)])
     assert result.exit_code == 2
     assert "S3CRET" not in result.stdout + result.stderr
+
+
+# --- very long Message-IDs ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.dovecot
+def test_a_200_character_message_id_threads_its_draft_by_dovecots_own_thread_command(
+    account: Account, store: Store, predictor: classify.Predictor
+) -> None:
+    long_id = f"<{'a1b2c3d4' * 24}@{'mail.' * 4}example.com>"
+    assert len(long_id) >= 200
+    earlier = [f"<{n}{'x' * 150}@example.com>" for n in range(12)]  # a long thread, each id longer than a line
+    mail = letter(long_id, headers=b"References: " + " ".join(earlier).encode() + b"\r\n")
+    triage(account, store, predictor, mail)
+    draft, raw = drafts(account)[long_id]
+    assert draft["In-Reply-To"] == long_id and draft["References"].split() == [*earlier, long_id]
+    head = raw.split(b"\r\n\r\n", 1)[0].decode()
+    assert "=?" not in head  # no id encoded into an encoded-word
+    for line in head.split("\r\n"):
+        assert len(line) <= 998 and all(
+            word.count("<") == word.count(">") for word in line.split()
+        )  # folded between ids
+    client = account.client()
+    try:  # the draft beside its original in one folder: the server's own threading puts them together
+        client.append("INBOX", raw)
+        client.select_folder("INBOX", readonly=True)
+        found = client.search(["OR", "HEADER", "Message-ID", long_id, "HEADER", "In-Reply-To", long_id])
+        threads = client.thread("REFERENCES", "ALL", "UTF-8")
+    finally:
+        client.logout()
+    assert len(found) == 2
+    assert any(set(found) <= set(_flatten(thread)) for thread in threads)
+
+
+def _flatten(thread: object) -> list[int]:
+    return [thread] if isinstance(thread, int) else [n for part in thread for n in _flatten(part)]  # type: ignore[attr-defined]

@@ -38,7 +38,7 @@ def scan_corrections(
     for batch in batches(mailbox, folder, found.uids, batch_size, uidvalidity):
         if not batch:
             continue
-        hashes = [hash_content(raw.data) for raw in batch]
+        hashes = [hash_content(raw.data, raw.whole_size) for raw in batch]
         known = store.known(mailbox.name, hashes)
         with store.batch():
             for raw, content_hash in zip(batch, hashes, strict=True):

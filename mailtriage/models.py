@@ -26,6 +26,8 @@ class RawMessage:
     data: bytes
     flags: frozenset[str] = frozenset()
     internal_date: datetime | None = None
+    whole_size: int | None = None
+    """The message's size when ``data`` holds only its first bytes (a message bigger than ``READ_BYTES``)."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import codecs
 import hashlib
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header
@@ -53,18 +54,32 @@ _SUPPRESS_VALUES = {"all", "oof", "autoreply", "dr", "ndr", "rn", "nrn"}
 
 
 def parse_message(
-    data: bytes, *, internal_date: datetime | None = None, own_addresses: frozenset[str] = frozenset()
+    data: bytes,
+    *,
+    internal_date: datetime | None = None,
+    own_addresses: frozenset[str] = frozenset(),
+    whole_size: int | None = None,
 ) -> ParsedEmail:
-    """Decode ``data`` (a whole RFC 5322 message) into a ParsedEmail; never raises for malformed input."""
+    """Decode ``data`` (an RFC 5322 message) into a ParsedEmail; never raises for malformed input.
+
+    ``whole_size``: the message's size when ``data`` is only its first bytes (see ``mailbox.READ_BYTES``): what
+    lies beyond is not read, and a defect says so.
+    """
     try:
-        return _parse(data, internal_date, own_addresses)
+        parsed = _parse(data, internal_date, own_addresses, hash_content(data, whole_size))
     except Exception as exc:  # a parser bug must not stop intake at this message: keep it, say why, go on
-        return unparsed(data, internal_date, exc)
+        return unparsed(data, internal_date, exc, whole_size)
+    if whole_size is None:
+        return parsed
+    cut = f"only the first {len(data):,} of {whole_size:,} bytes were read; attachments beyond are not"
+    return replace(parsed, size=whole_size, defects=(*parsed.defects, cut))
 
 
-def unparsed(data: bytes, internal_date: datetime | None, error: Exception) -> ParsedEmail:
+def unparsed(
+    data: bytes, internal_date: datetime | None, error: Exception, whole_size: int | None = None
+) -> ParsedEmail:
     """What is recorded of a message the parser failed on: its identity, its size and the error."""
-    content_hash = hash_content(data)
+    content_hash = hash_content(data, whole_size)
     return ParsedEmail(
         message_id=f"<{content_hash[:32]}@{SYNTHETIC_DOMAIN}>",
         message_id_synthetic=True,
@@ -83,13 +98,14 @@ def unparsed(data: bytes, internal_date: datetime | None, error: Exception) -> P
         kind=MessageKind.CUSTOMER,
         kind_reason="unknown: the message could not be parsed",
         content_hash=content_hash,
-        size=len(data),
+        size=whole_size or len(data),
         defects=(f"the parser failed ({type(error).__name__}: {error}); left for a human",),
     )
 
 
-def _parse(data: bytes, internal_date: datetime | None, own_addresses: frozenset[str]) -> ParsedEmail:
-    content_hash = hash_content(data)
+def _parse(
+    data: bytes, internal_date: datetime | None, own_addresses: frozenset[str], content_hash: str
+) -> ParsedEmail:
     defects: list[str] = []
     try:
         msg = _PARSER.parsebytes(data)
@@ -142,9 +158,13 @@ def _listed(defects: list[str]) -> tuple[str, ...]:
     return (*distinct[:MAX_DEFECTS], f"{len(distinct) - MAX_DEFECTS} more defects not listed")
 
 
-def hash_content(data: bytes) -> str:
-    """The identity of a message's content: SHA-256 of its bytes, in hex."""
-    return hashlib.sha256(data).hexdigest()
+def hash_content(data: bytes, whole_size: int | None = None) -> str:
+    """The identity of a message's content: SHA-256 of its bytes, in hex. Of a message read only in part
+    (``whole_size``), of the part read and the whole size, which is what every reading of it gives again."""
+    digest = hashlib.sha256(data)
+    if whole_size is not None:
+        digest.update(f"\0first {len(data)} of {whole_size} bytes".encode())
+    return digest.hexdigest()
 
 
 def _describe(defect: Exception) -> str:

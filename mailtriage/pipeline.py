@@ -159,7 +159,7 @@ def _process_batch(
     parsed: dict[int, ParsedEmail],
 ) -> bool:
     """Record each message of a fetched batch, or note where it is if it is known; True if asked to stop."""
-    hashes = [hash_content(raw.data) for raw in batch]
+    hashes = [hash_content(raw.data, raw.whole_size) for raw in batch]
     known: dict[str, MessageRecord | None] = dict(store.known(mailbox, hashes))
     for raw, content_hash in zip(batch, hashes, strict=True):
         if content_hash in known:
@@ -186,7 +186,8 @@ def _process(
     """Parse, classify, route and record one new message; its changes on the server come after the record is
     committed. Mail that is not from a customer (auto-replies, bounces, bulk mail, our own) is recorded and never
     triaged."""
-    parsed = parse_message(raw.data, internal_date=raw.internal_date, own_addresses=options.own_addresses)
+    parsed = parse_message(raw.data, internal_date=raw.internal_date, own_addresses=options.own_addresses,
+                           whole_size=raw.whole_size)  # fmt: skip
     classification, decision, error = None, None, None
     before_start = options.skip_before is not None and (raw.internal_date or now) < options.skip_before
     if parsed.kind is not MessageKind.CUSTOMER or before_start:
@@ -382,7 +383,7 @@ def _notify(
 def _refetch(mailbox: Mailbox, record: MessageRecord) -> ParsedEmail | None:
     """The message again, from where it was recorded; None when it is no longer there (moved before a crash)."""
     for raw in mailbox.fetch(record.folder, [record.uid]):
-        return parse_message(raw.data, internal_date=raw.internal_date)
+        return parse_message(raw.data, internal_date=raw.internal_date, whole_size=raw.whole_size)
     return None
 
 

@@ -172,7 +172,8 @@ def _relocate(mailbox: Mailbox, store: Store, record: MessageRecord, now: dateti
         return None
     try:
         uids = mailbox.find(folder, "Message-ID", record.message_id)
-        found = [raw for raw in mailbox.fetch(folder, uids) if hash_content(raw.data) == record.content_hash]
+        fetched = mailbox.fetch(folder, uids)
+        found = [raw for raw in fetched if hash_content(raw.data, raw.whole_size) == record.content_hash]
     except MailboxError as exc:
         if exc.retryable:
             raise

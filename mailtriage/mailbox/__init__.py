@@ -10,6 +10,10 @@ from mailtriage.mailbox.server import ServerProfile
 from mailtriage.models import FolderStatus, RawMessage
 from mailtriage.settings import MailboxSettings
 
+READ_BYTES = 8 * 1024 * 1024
+"""At most this much of one message is read. The customer's words and the parts a draft needs come first; a big
+attachment beyond is listed from the headers read, not loaded: memory stays bounded however big the message."""
+
 
 class Mailbox(Protocol):
     """What the pipeline needs from a mailbox. Reading never changes a message (no ``\\Seen``, no move)."""
@@ -32,7 +36,8 @@ class Mailbox(Protocol):
 
     def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
         """The messages with these UIDs, ascending; UIDs that no longer exist are left out. ``headers_only``: the
-        header section alone (what the deadline sweep reads of a reply)."""
+        header section alone (what the deadline sweep reads of a reply). Of a message bigger than READ_BYTES only
+        its first READ_BYTES are read (``RawMessage.whole_size`` says so)."""
         ...
 
     def close(self) -> None:

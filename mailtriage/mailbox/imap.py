@@ -23,7 +23,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from imapclient.response_parser import parse_fetch_response
 
 from mailtriage.errors import AuthenticationFailed, MailboxError, SecretError
-from mailtriage.mailbox import header_section
+from mailtriage.mailbox import READ_BYTES, header_section
 from mailtriage.mailbox.folders import INBOX, Found, Namespace, listed, special_folder
 from mailtriage.mailbox.server import MoveMethod, ServerProfile
 from mailtriage.models import FolderStatus, RawMessage
@@ -184,28 +184,48 @@ class ImapMailbox:
     def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
         if not uids:
             return
-        section, key = ("BODY.PEEK[HEADER]", b"BODY[HEADER]") if headers_only else ("BODY.PEEK[]", b"BODY[]")
         with self._session(f"fetching from {folder}") as client:
             server_folder = self._server_name(client, folder)
             uidvalidity = self._opened(client, server_folder).uidvalidity
-            sizes = {uid: {} for uid in uids} if headers_only else client.fetch(list(uids), ["RFC822.SIZE"])
-        for chunk in _by_size(sorted(sizes), {u: int(sizes[u].get(b"RFC822.SIZE", 0)) for u in sizes}):
+            found_sizes = {} if headers_only else client.fetch(list(uids), ["RFC822.SIZE"])
+        sizes = {uid: int(found_sizes.get(uid, {}).get(b"RFC822.SIZE", 0)) for uid in uids}
+        for chunk in _by_size(sorted(sizes), {uid: min(size, READ_BYTES) for uid, size in sizes.items()}):
             with self._session(f"fetching from {folder}") as client:
                 if self._opened(client, server_folder).uidvalidity != uidvalidity:
                     return  # renumbered meanwhile: the next cycle resyncs
-                found = client.fetch(chunk, [section, "FLAGS", "INTERNALDATE"])
+                found = self._fetch_chunk(client, chunk, sizes, headers_only)
             for uid in sorted(found):
-                item = found[uid]
-                if key not in item:
-                    continue
+                data, item = found[uid]
                 yield RawMessage(
                     folder=folder,
                     uidvalidity=uidvalidity,
                     uid=uid,
-                    data=bytes(item[key]),
+                    data=data,
                     flags=frozenset(_text(f) for f in item.get(b"FLAGS", ())),
                     internal_date=_aware(item.get(b"INTERNALDATE")),
+                    whole_size=sizes[uid] if sizes[uid] > READ_BYTES else None,
                 )
+
+    @staticmethod
+    def _fetch_chunk(
+        client: Any, chunk: list[int], sizes: dict[int, int], headers_only: bool
+    ) -> dict[int, tuple[bytes, dict[bytes, Any]]]:
+        """(bytes, FETCH items) by UID: the header section, the whole message, or, for one bigger than
+        READ_BYTES, its first READ_BYTES (a partial fetch: the server never sends the rest)."""
+        if headers_only:
+            requests = [(chunk, "BODY.PEEK[HEADER]", b"BODY[HEADER]")]
+        else:
+            whole = [uid for uid in chunk if sizes[uid] <= READ_BYTES]
+            part = [uid for uid in chunk if sizes[uid] > READ_BYTES]
+            requests = [(whole, "BODY.PEEK[]", b"BODY[]"), (part, f"BODY.PEEK[]<0.{READ_BYTES}>", b"BODY[]<0>")]
+        found: dict[int, tuple[bytes, dict[bytes, Any]]] = {}
+        for uids, section, key in requests:
+            if not uids:
+                continue
+            for uid, item in client.fetch(uids, [section, "FLAGS", "INTERNALDATE"]).items():
+                if key in item:
+                    found[uid] = (bytes(item.pop(key)), item)
+        return found
 
     def flags(self, folder: str, uids: Sequence[int]) -> dict[int, frozenset[str]]:
         if not uids:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailtriage.errors import MailboxError
-from mailtriage.mailbox import header_section
+from mailtriage.mailbox import READ_BYTES, header_section
 from mailtriage.mailbox.server import ServerProfile, local_profile
 from mailtriage.models import FolderStatus, RawMessage
 
@@ -91,15 +91,22 @@ class MaildirMailbox:
             if key is None:
                 continue
             try:
-                message = box.get_message(key)
-                data = box.get_bytes(key)
+                # The file itself, read only as far as needed: parsing it whole (get_message) to learn its flags
+                # would hold all of a 40 MB message in memory several times over.
+                path = Path(box._path) / box._lookup(key)  # type: ignore[attr-defined]  # get_info is 3.13+
+                whole = path.stat().st_size
+                with path.open("rb") as handle:
+                    data = handle.read(READ_BYTES)
             except (KeyError, FileNotFoundError):
                 continue  # removed by another client since it was listed
-            flags = frozenset(_FLAGS[f] for f in message.get_flags() if f in _FLAGS)
-            received = datetime.fromtimestamp(message.get_date(), UTC)
-            yield RawMessage(
-                folder, uid_map.uidvalidity, uid, header_section(data) if headers_only else data, flags, received
-            )
+            info = path.name.partition(":2,")[2]
+            flags = frozenset(_FLAGS[f] for f in info if f in _FLAGS)
+            received = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            if headers_only:
+                data, cut = header_section(data), None
+            else:
+                cut = whole if whole > READ_BYTES else None
+            yield RawMessage(folder, uid_map.uidvalidity, uid, data, flags, received, whole_size=cut)
 
     def close(self) -> None:
         self._maps.clear()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mailtriage.errors import MailboxError
-from mailtriage.mailbox import header_section
+from mailtriage.mailbox import READ_BYTES, header_section
 from mailtriage.mailbox.server import ServerProfile, local_profile
 from mailtriage.models import FolderStatus, RawMessage
 
@@ -68,9 +68,9 @@ class MemoryMailbox:
             if uid in box.messages:
                 data, flags, date = box.messages[uid]
                 self.fetched.append(uid)
-                yield RawMessage(
-                    folder, box.uidvalidity, uid, header_section(data) if headers_only else data, flags, date
-                )
+                whole = len(data) if len(data) > READ_BYTES and not headers_only else None
+                data = header_section(data) if headers_only else data[:READ_BYTES]
+                yield RawMessage(folder, box.uidvalidity, uid, data, flags, date, whole_size=whole)
 
     def close(self) -> None:
         pass

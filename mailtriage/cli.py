@@ -27,7 +27,7 @@ from mailtriage.mailbox import open_mailbox
 from mailtriage.pipeline import CycleReport
 from mailtriage.settings import Settings, find_config, load_settings, masked
 from mailtriage.store import Store
-from mailtriage.terminal import CleanFormatter, cell, inline
+from mailtriage.terminal import CleanFormatter, cell, clean, inline
 
 RET_OK = 0
 RET_MAILBOX = MailboxError.exit_code
@@ -137,7 +137,8 @@ def _connect_all(settings: Settings) -> int:
     for configured in settings.mailboxes:
         mailbox = open_mailbox(configured)
         try:
-            click.echo("\n".join(describe(mailbox.profile(folders))))
+            lines = describe(mailbox.profile(folders))  # folder names are the server's words
+            click.echo(clean("\n".join(lines), newlines=True))
         except MailboxError as exc:
             click.echo(f"mailtriage: {exc}", err=True)
             failed = True
@@ -202,7 +203,7 @@ def template_warnings(settings: Settings) -> list[str]:
 
 def _summary(report: CycleReport) -> str:
     if not report.ok:
-        return f"{report.mailbox}: FAILED: {report.error}"
+        return f"{report.mailbox}: FAILED: {clean(report.error)}"  # the server's words are in it
     backlog = f", {report.backlog} left for the next cycle" if report.backlog else ""
     return f"{report.mailbox}: {report.new} new, {report.skipped} skipped, {report.failed} failed{backlog}"
 
@@ -468,7 +469,7 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], model: Path | 
         )
         if result["kind"] != "customer":
             click.echo(f"  note: {result['kind']} mail, which the daemon records and never triages")
-        click.echo("  weighed most: " + ", ".join(f"{term} ({weight:.2f})" for term, weight in result["words"]))
+        click.echo("  weighed most: " + ", ".join(f"{clean(term)} ({weight:.2f})" for term, weight in result["words"]))
 
 
 @main.command()

@@ -16,11 +16,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailtriage.errors import ConfigError, TemplateError
 from mailtriage.files import write_private
 from mailtriage.templates import Sources, read_sources, render_sources
+
+if TYPE_CHECKING:
+    from mailtriage.settings import Settings
 
 CLASSES = ("guarantee", "promise", "liability", "deadline", "legal", "absolute")
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
@@ -201,6 +204,25 @@ def approval_problem(
     return f"template {name} changed {since}"
 
 
+def template_warnings(settings: Settings) -> list[str]:
+    """Templates in use that would draft nothing: unapproved, changed since their approval, or missing."""
+    folder = settings.drafts.templates
+    approvals = read_approvals(folder)
+    warnings = []
+    for category in settings.categories:
+        if not category.draft or category.name == settings.classifier.fallback:
+            continue
+        paths = sorted(folder.glob(f"{category.template_name}/*.txt.j2"))
+        if not paths:
+            warnings.append(f"category {category.name}: no template in {folder / category.template_name}")
+        for path in paths:
+            name = f"{category.template_name}/{path.name.removesuffix('.txt.j2')}"
+            problem = approval_problem(folder, name, approvals)
+            if problem:
+                warnings.append(f"category {category.name}: {problem}; its mail gets no draft")
+    return warnings
+
+
 def template_names(folder: Path) -> list[str]:
     """Every template under ``folder``, as 'category/language'."""
     return sorted(str(p.relative_to(folder)).removesuffix(".txt.j2") for p in folder.glob("*/*.txt.j2"))
@@ -261,3 +283,18 @@ def template_report(folder: Path, name: str, policy: Policy, approvals: dict[str
     included = {path: text for path, text in sources.files.items() if path != sources.main}
     return {"name": name, "state": state, "variables": variables, "source": source, "included": included,
             "sample": sample}  # fmt: skip
+
+
+def review_page(reports: list[dict[str, Any]]) -> str:
+    """Every template's report (``template_report``) as one HTML page for compliance to read."""
+    from html import escape
+
+    sections = "".join(
+        f"<section><h2>{escape(r['name'])}</h2><p>{escape(r['state'])}; variables: "
+        f"{escape(', '.join(r['variables']) or '-')}</p><h3>Template</h3><pre>{escape(r['source'])}</pre>"
+        f"<h3>Sample</h3><pre>{escape(r['sample'])}</pre></section>"
+        for r in reports
+    )
+    style = "body{font-family:sans-serif;max-width:60em;margin:auto}pre{background:#f4f4f4;padding:1em}"
+    head = f"<meta charset='utf-8'><title>mailtriage templates</title><style>{style}</style>"
+    return f"<!doctype html><html><head>{head}</head><body><h1>Reply templates</h1>{sections}</body></html>\n"

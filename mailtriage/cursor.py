@@ -59,19 +59,19 @@ def unread(
     mail above the position but will not list it: the position then stays where it is.
     """
     status = mailbox.status(folder)
-    state = store.sync_state(mailbox.name, folder)
+    state = store.sync.get(mailbox.name, folder)
     renumbered = None
     if state is None or state.uidvalidity != status.uidvalidity:
         renumbered = state.uidvalidity if state is not None else None
         position = start(status)
-        store.set_sync_state(mailbox.name, folder, SyncState(status.uidvalidity, position), now)
+        store.sync.set(mailbox.name, folder, SyncState(status.uidvalidity, position), now)
     else:
         position = state.last_uid
     if status.uidnext <= position + 1:
         return Unread(status, position, (), renumbered)
     uids = uids_above(mailbox, folder, position, status.uidnext)
     if not uids:  # the newest messages were expunged: nothing up to UIDNEXT, not to ask again
-        store.set_sync_state(mailbox.name, folder, SyncState(status.uidvalidity, status.uidnext - 1), now)
+        store.sync.set(mailbox.name, folder, SyncState(status.uidvalidity, status.uidnext - 1), now)
     return Unread(status, position, tuple(uids[:limit]), renumbered)
 
 

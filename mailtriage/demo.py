@@ -7,7 +7,6 @@ from importlib import resources
 from pathlib import Path
 
 from mailtriage.pipeline import CycleReport
-from mailtriage.scheduler import daemon_from_settings
 from mailtriage.settings import (
     ClassifierSettings,
     DraftSettings,
@@ -17,6 +16,7 @@ from mailtriage.settings import (
     StoreSettings,
 )
 from mailtriage.store import MessageRecord
+from mailtriage.wiring import daemon_from_settings
 
 SUPPORT_ADDRESS = "support@shop.example.com"
 
@@ -89,6 +89,6 @@ def run_demo(workdir: Path) -> tuple[list[CycleReport], list[MessageRecord]]:
     settings = demo_settings(workdir)
     daemon = daemon_from_settings(settings)
     reports = daemon.run_once()
-    records = daemon.store.messages()
+    records = daemon.store.messages.all()
     daemon.store.close()
     return reports, records

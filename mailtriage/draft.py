@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from mailtriage.compliance import Policy, approval_problem, read_approvals
 from mailtriage.errors import TemplateError
 from mailtriage.models import Address, ParsedEmail
+from mailtriage.settings import DraftSettings
 from mailtriage.templates import Templates, read_sources, render_sources
 
 ANSWERS_HEADER = "X-Mailtriage-Answers"
@@ -179,24 +180,21 @@ class Drafter:
     def __init__(
         self,
         templates: Templates,
-        *,
-        from_address: str,
-        signature: str,
-        reference_patterns: Sequence[str],
+        wording: DraftSettings,
         policy: Policy,
+        *,
         target: timedelta = timedelta(hours=24),
         zone: str = "UTC",
-        foreign_reply_to: str = "use",
     ) -> None:
         self.templates = templates
         self.policy = policy
-        self.from_address = from_address
-        self.signature = signature
-        self.reference_patterns = reference_patterns
+        self.from_address = wording.from_address
+        self.signature = wording.signature
+        self.reference_patterns = wording.reference_patterns
+        self.foreign_reply_to = wording.foreign_reply_to
         self.target = target
         """When the message has no recorded due time (deadlines off), ``due`` is this after it arrived."""
         self.zone = zone
-        self.foreign_reply_to = foreign_reply_to
 
     def __call__(
         self, parsed: ParsedEmail, template: str, language: str, now: datetime, due: datetime | None = None

@@ -6,13 +6,20 @@ from the store at each scrape (two grouped, indexed queries), so they survive re
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mailtriage.store import Store
+
+if TYPE_CHECKING:
+    from mailtriage.pipeline import CycleReport
+
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -42,6 +49,26 @@ class Metrics:
         """Serve ``/metrics`` on ``address``:``port`` from a background thread."""
         start_http_server(port, addr=address, registry=self.registry)
 
+    def start(self, port: int, address: str) -> None:
+        """``serve``, with one line saying where, or why not: triage matters more than its metrics."""
+        try:
+            self.serve(port, address)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%d (%s); running without them", address, port,
+                      exc.strerror or exc)  # fmt: skip
+            return
+        log.info("Prometheus metrics on http://%s:%d/metrics", address, port)
+
+    def after_cycle(self, report: CycleReport, failures: int, elapsed: float) -> None:
+        self.cycle_seconds.labels(report.mailbox).observe(elapsed)
+        if report.ok:
+            self.last_success.labels(report.mailbox).set_to_current_time()
+        else:
+            self.cycle_errors.labels(report.mailbox).inc()
+
+    def skipped(self, job: str) -> None:
+        self.skipped_runs.labels(job).inc()
+
 
 class _StoreCollector(Collector):
     def __init__(self, store: Store) -> None:
@@ -56,7 +83,7 @@ class _StoreCollector(Collector):
             "mailtriage_open_deadlines", "Messages waiting for a first response, by deadline state.",
             labels=["mailbox", "state"],
         )  # fmt: skip
-        counts = self.store.metric_counts()
+        counts = self.store.health.metric_counts()
         for (mailbox, status, category), count in counts["messages"].items():
             messages.add_metric([mailbox, status, category], count)
         for (mailbox, state), count in counts["open"].items():

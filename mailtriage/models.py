@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+
+Clock = Callable[[], datetime]
+"""What every stage is given to tell the time: called when it needs now (tests pass a fixed or moving one)."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from rich.table import Table
 from sklearn.feature_extraction.text import CountVectorizer
 
 from mailtriage.deadlines import OPEN, Policy
-from mailtriage.store import MessageRecord
+from mailtriage.models import MessageKind
+from mailtriage.store import MessageRecord, Status
 from mailtriage.terminal import cell
 
 ALL = "all"
@@ -143,7 +144,7 @@ def describe_clock(policy: Policy | None) -> str:
 
 
 def _counts(record: MessageRecord, since: datetime | None) -> bool:
-    if record.kind != "customer" or record.status == "skipped" or record.thread_of is not None:
+    if record.kind != MessageKind.CUSTOMER or record.status == Status.SKIPPED or record.thread_of is not None:
         return False
     return since is None or (record.received_at or record.recorded_at) >= since
 

@@ -1,4 +1,5 @@
-"""The daemon: one APScheduler job per mailbox, an IMAP IDLE listener beside each IMAP job, graceful shutdown.
+"""The daemon: one APScheduler job per mailbox, a listener beside each (IMAP IDLE, a Maildir's folder), sweeps and
+other jobs on their own intervals, and graceful shutdown.
 
 Each mailbox is polled on its own job, so one mailbox that fails (a wrong password, a server down) is logged and
 retried with capped exponential backoff while the others go on. SIGTERM or SIGINT lets the message in hand finish,
@@ -7,44 +8,38 @@ closes connections and ends with exit code 0.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from mailtriage import __version__
-from mailtriage.corrections import sweep as corrections_sweep
-from mailtriage.deadlines import Policy, policy_from_settings
+from mailtriage.backoff import backoff, seconds
 from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
-from mailtriage.files import private_folder, write_private
-from mailtriage.mailbox import Mailbox, open_mailbox
-from mailtriage.mailbox.imap import ImapMailbox
+from mailtriage.listener import listen
+from mailtriage.mailbox import Mailbox
 from mailtriage.mailbox.server import describe
-from mailtriage.models import Classification, ParsedEmail
+from mailtriage.models import Clock
 from mailtriage.pipeline import CycleOptions, CycleReport, Triage, no_stages, run_cycle
-from mailtriage.settings import ScheduleSettings, Settings
+from mailtriage.settings import ScheduleSettings
 from mailtriage.store import Store
 
-if TYPE_CHECKING:
-    from mailtriage.metrics import Metrics
-from mailtriage.watch import Signals, sweep_deadlines
-
 log = logging.getLogger(__name__)
+
+__all__ = ["Daemon", "Duties", "Sweep", "backoff", "utcnow"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -56,17 +51,25 @@ class Sweep:
     interval: float
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+AfterCycle = Callable[[CycleReport, int, float], None]
+"""Told after every cycle: its report, the mailbox's failures in a row, and how long it took in seconds."""
 
 
-def seconds(value: float) -> str:
-    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
+@dataclass(frozen=True)
+class Duties:
+    """What the daemon does besides polling: the stages of each cycle, the sweeps after it, other jobs, what it is
+    told after each cycle (health, heartbeat, metrics), what starts with the long-running daemon (a metrics
+    server), and the category folders it names at start."""
 
-
-def backoff(failures: int, schedule: ScheduleSettings) -> float:
-    """Seconds to wait after ``failures`` failures in a row: doubling from ``backoff_initial``, capped."""
-    return float(min(schedule.backoff_max, schedule.backoff_initial * 2 ** max(0, failures - 1)))
+    options: CycleOptions = CycleOptions()
+    stages: Triage = no_stages
+    sweeps: Sequence[Sweep] = ()
+    jobs: Sequence[tuple[Callable[[], object], BaseTrigger]] = ()
+    after_cycle: Sequence[AfterCycle] = ()
+    on_start: Sequence[Callable[[], None]] = ()
+    on_skipped: Sequence[Callable[[str], None]] = ()
+    """Told the job's name when a scheduled run is skipped because the job was still running."""
+    folders: Sequence[str] = ()
 
 
 class Daemon:
@@ -76,37 +79,14 @@ class Daemon:
         self,
         mailboxes: Sequence[Mailbox],
         store: Store,
-        options: CycleOptions,
         schedule: ScheduleSettings,
-        now: Callable[[], datetime] = utcnow,
-        stages: Triage = no_stages,
-        jobs: Sequence[tuple[Callable[[], object], BaseTrigger]] = (),
-        sweeps: Sequence[Sweep] = (),
-        heartbeat_file: Path | None = None,
-        metrics: Metrics | None = None,
+        duties: Duties = Duties(),
+        clock: Clock = utcnow,
     ) -> None:
-        self.mailboxes = list(mailboxes)
-        self.store = store
-        self.options = options
-        self.schedule = schedule
-        self.now = now
-        self.stages = stages
-        self.jobs = list(jobs)
-        """Further scheduled work: (function, when)."""
-        self.sweeps = list(sweeps)
-        """Work apart from the poll for each mailbox (deadlines, agents' corrections): after ``run_once``, and
-        each on its own interval in the daemon."""
-        self.heartbeat_file = heartbeat_file
-        """Rewritten after every cycle, for a supervisor to watch; None: none."""
-        self.health: dict[str, dict[str, object]] = {}
-        self.metrics = metrics
-        """Counted as cycles run; served when ``metrics_port`` is set."""
+        self.mailboxes, self.store, self.schedule = list(mailboxes), store, schedule
+        self.duties, self.clock = duties, clock
         self.once = False
         """Set by ``run_once``: a failure is tried again by the next run, not by this process."""
-        self.metrics_port: int | None = None
-        self.metrics_address = "127.0.0.1"
-        self.folders: tuple[str, ...] = ()
-        """The category folders, resolved on each server and logged at start."""
         self.stop = threading.Event()
         self._failures = {mailbox.name: 0 for mailbox in self.mailboxes}
         self._store_failed = False
@@ -114,7 +94,7 @@ class Daemon:
         self._running: set[str] = set()
         """Mailboxes whose cycle is running now."""
         self._again: set[str] = set()
-        """Mailboxes woken by IDLE while their cycle ran: it runs again as soon as it ends."""
+        """Mailboxes woken while their cycle ran: it runs again as soon as it ends."""
 
     def cycle(self, mailbox: Mailbox) -> CycleReport:
         """One cycle for one mailbox; a mailbox failure is logged and reported, never raised."""
@@ -125,73 +105,48 @@ class Daemon:
             self.store.reconnect()
             self._store_failed = False
         try:
-            report = run_cycle(
-                mailbox,
-                self.store,
-                now=self.now,
-                options=self.options,
-                should_stop=self.stop.is_set,
-                stages=self.stages,
-            )
+            report = run_cycle(mailbox, self.store, now=self.clock, options=self.duties.options,
+                               should_stop=self.stop.is_set, stages=self.duties.stages)  # fmt: skip
         except Exception as exc:  # a fault of the server, the store, or of mailtriage itself: never the end of it
-            self._failures[mailbox.name] += 1
-            delay = backoff(self._failures[mailbox.name], self.schedule)
-            if isinstance(exc, StoreError):
-                self._store_failed = True
-                then = "nothing is lost: what was not recorded is read again"
-            elif isinstance(exc, AuthenticationFailed):
-                then = "check its username and secret; other mailboxes go on"
-            elif isinstance(exc, MailboxError):
-                then = "what was begun is finished at the next cycle; other mailboxes go on"
-            else:  # a bug: the traceback goes to the log, for a report
-                log.error("mailbox %s: unexpected %s in a cycle (a bug in mailtriage: please report it)",
-                          mailbox.name, type(exc).__name__, exc_info=exc)  # fmt: skip
-                then = "other mailboxes go on"
-            again = "the next run tries it again" if self.once else f"retrying it in {seconds(delay)}"
-            log.error("%s; %s; %s", exc, then, again)
-            mailbox.close()
-            report = CycleReport(mailbox.name, error=str(exc))
+            report = self._failed(mailbox, exc)
         else:
             if self._failures[mailbox.name]:
                 log.info("mailbox %s: working again after %d failed cycles", mailbox.name,
                          self._failures[mailbox.name])  # fmt: skip
             self._failures[mailbox.name] = 0
-        self._note_health(report)
-        if self.metrics is not None:
-            self.metrics.cycle_seconds.labels(mailbox.name).observe(time.monotonic() - started)
-            if report.ok:
-                self.metrics.last_success.labels(mailbox.name).set_to_current_time()
-            else:
-                self.metrics.cycle_errors.labels(mailbox.name).inc()
+        for hook in self.duties.after_cycle:
+            hook(report, self._failures[mailbox.name], time.monotonic() - started)
         return report
 
-    def _note_health(self, report: CycleReport) -> None:
-        """Record how the cycle ended in the store (for ``mailtriage status``) and in the heartbeat file."""
-        now = self.now()
-        entry = self.health.setdefault(report.mailbox, {"last_ok_at": None, "failures": 0, "last_error": None})
-        if report.ok:
-            entry.update(last_ok_at=now.isoformat(timespec="seconds"), failures=0)
-        else:
-            entry.update(failures=self._failures[report.mailbox], last_error=report.error)
-        try:
-            self.store.cycle_done(report.mailbox, error=report.error, backlog=report.backlog, now=now)
-        except StoreError as exc:
-            log.warning("cannot note the cycle's health in the store: %s", exc)
-        if self.heartbeat_file is not None:
-            write_heartbeat(self.heartbeat_file, self.health, now)
+    def _failed(self, mailbox: Mailbox, exc: Exception) -> CycleReport:
+        """One line saying what failed and what happens next; the traceback too when it is a bug."""
+        self._failures[mailbox.name] += 1
+        delay = backoff(self._failures[mailbox.name], self.schedule)
+        if isinstance(exc, StoreError):
+            self._store_failed = True
+            then = "nothing is lost: what was not recorded is read again"
+        elif isinstance(exc, AuthenticationFailed):
+            then = "check its username and secret; other mailboxes go on"
+        elif isinstance(exc, MailboxError):
+            then = "what was begun is finished at the next cycle; other mailboxes go on"
+        else:  # a bug: the traceback goes to the log, for a report
+            log.error("mailbox %s: unexpected %s in a cycle (a bug in mailtriage: please report it)",
+                      mailbox.name, type(exc).__name__, exc_info=exc)  # fmt: skip
+            then = "other mailboxes go on"
+        again = "the next run tries it again" if self.once else f"retrying it in {seconds(delay)}"
+        log.error("%s; %s; %s", exc, then, again)
+        mailbox.close()
+        return CycleReport(mailbox.name, error=str(exc))
 
     def run_once(self) -> list[CycleReport]:
         self.once = True
         try:
             reports = [self.cycle(mailbox) for mailbox in self.mailboxes]
-            self.sweep_all()
+            for sweep in self.duties.sweeps:
+                self.run_sweep(sweep)
             return reports
         finally:
             self.close()
-
-    def sweep_all(self) -> None:
-        for sweep in self.sweeps:
-            self.run_sweep(sweep)
 
     def run_sweep(self, sweep: Sweep) -> None:
         """Run a sweep for every mailbox whose last cycle worked; one that fails is logged and tried again at the
@@ -216,61 +171,60 @@ class Daemon:
     # --- the long-running loop -----------------------------------------------------------------------------------
 
     def run_forever(self, install_signals: bool = True) -> None:
-        """Poll every mailbox on schedule, woken early by IDLE, until ``stop`` is set (by SIGTERM/SIGINT)."""
+        """Poll every mailbox on schedule, woken early by its listener, until ``stop`` is set (SIGTERM/SIGINT)."""
         if install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
         scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
         scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         logging.getLogger("apscheduler.scheduler").addFilter(NO_SKIPPED_RUNS)
-        watchers = []
+        listeners: list[threading.Thread] = []
         try:
-            for mailbox in self.mailboxes:
-                scheduler.add_job(
-                    self._scheduled_cycle, "interval", args=[mailbox, scheduler], id=mailbox.name,
-                    seconds=self.schedule.poll_interval, next_run_time=datetime.now(UTC), misfire_grace_time=None,
-                )  # fmt: skip
-            for function, trigger in self.jobs:
-                scheduler.add_job(function, trigger)
-            for sweep in self.sweeps:
-                scheduler.add_job(self.run_sweep, IntervalTrigger(seconds=sweep.interval), args=[sweep], id=sweep.name)
+            self._schedule(scheduler)
             for mailbox in self.mailboxes:
                 self._introduce(mailbox)
             scheduler.start()
             if self.schedule.idle:
-                for mailbox in self.mailboxes:
-                    if isinstance(mailbox, ImapMailbox):
-                        watcher = threading.Thread(
-                            target=self._watch, args=(mailbox, scheduler), name=f"idle-{mailbox.name}", daemon=True
-                        )
-                        watcher.start()
-                        watchers.append(watcher)
-            if self.metrics is not None and self.metrics_port is not None:
-                try:
-                    self.metrics.serve(self.metrics_port, self.metrics_address)
-                    log.info("Prometheus metrics on http://%s:%d/metrics", self.metrics_address, self.metrics_port)
-                except OSError as exc:  # triage matters more than its metrics
-                    log.error("cannot serve metrics on %s:%d (%s); running without them", self.metrics_address,
-                              self.metrics_port, exc.strerror or exc)  # fmt: skip
-            log.info(
-                "watching %d mailbox(es): polling every %.0f s%s",
-                len(self.mailboxes), self.schedule.poll_interval, ", IDLE where the server has it" if watchers else "",
-            )  # fmt: skip
+                listeners = [self._listen(mailbox, scheduler) for mailbox in self.mailboxes]
+            for start in self.duties.on_start:
+                start()
+            log.info("watching %d mailbox(es): polling every %.0f s%s", len(self.mailboxes),
+                     self.schedule.poll_interval, ", woken at once by new mail" if listeners else "")  # fmt: skip
             self.stop.wait()
             log.info("stopping: finishing the message in hand, then closing connections")
         finally:
             self.stop.set()
             if scheduler.running:
                 scheduler.shutdown(wait=True)
-            for watcher in watchers:
-                watcher.join(timeout=5)
+            for listener in listeners:
+                listener.join(timeout=5)
             self.close()
             log.info("stopped")
+
+    def _schedule(self, scheduler: BackgroundScheduler) -> None:
+        for mailbox in self.mailboxes:
+            scheduler.add_job(
+                self._scheduled_cycle, "interval", args=[mailbox, scheduler], id=mailbox.name,
+                seconds=self.schedule.poll_interval, next_run_time=datetime.now(UTC), misfire_grace_time=None,
+            )  # fmt: skip
+        for function, trigger in self.duties.jobs:
+            scheduler.add_job(function, trigger)
+        for sweep in self.duties.sweeps:
+            scheduler.add_job(self.run_sweep, IntervalTrigger(seconds=sweep.interval), args=[sweep], id=sweep.name)
+
+    def _listen(self, mailbox: Mailbox, scheduler: BackgroundScheduler) -> threading.Thread:
+        """A thread that wakes the mailbox's job as soon as mail arrives, on a handle of its own."""
+        thread = threading.Thread(
+            target=listen, args=(mailbox, lambda: self._wake(mailbox, scheduler), self.stop, self.schedule),
+            name=f"listen-{mailbox.name}", daemon=True,
+        )  # fmt: skip
+        thread.start()
+        return thread
 
     def _introduce(self, mailbox: Mailbox) -> None:
         """Log once what the mailbox's server offers and what mailtriage will therefore do there."""
         try:
-            lines = describe(mailbox.profile(self.folders))
+            lines = describe(mailbox.profile(self.duties.folders))
         except MailboxError as exc:
             log.warning("%s; cannot tell yet what the server offers, the first cycle will try again", exc)
             return
@@ -300,42 +254,6 @@ class Daemon:
         elif report.backlog or woken:  # more waiting, or mail arrived during the cycle: go on at once
             scheduler.modify_job(mailbox.name, next_run_time=datetime.now(UTC))
 
-    def _watch(self, mailbox: ImapMailbox, scheduler: BackgroundScheduler) -> None:
-        """Hold an IDLE connection of its own and wake the mailbox's job as soon as mail arrives. Any failure, at
-        start too, is retried with backoff for the life of the daemon (polling goes on meanwhile): said once when
-        IDLE stops, once when it is back."""
-        listener = ImapMailbox(mailbox.settings)
-        failures = 0
-
-        def back() -> None:
-            log.info("mailbox %s: listening (IDLE) again after %d failed attempts; a cycle looks for what arrived "
-                     "meanwhile", mailbox.name, failures)  # fmt: skip
-            self._wake(mailbox, scheduler)
-
-        try:
-            while not self.stop.is_set():
-                try:
-                    if not listener.supports_idle():
-                        log.info("mailbox %s: the server has no IDLE; polling only", mailbox.name)
-                        return
-                    # After a failure, mail may have arrived while nobody listened: once listening again, a cycle
-                    # looks (mail arriving from then on wakes IDLE itself).
-                    if listener.wait_for_mail(mailbox.inbox, self.schedule.idle_timeout, self.stop,
-                                              back if failures else None):  # fmt: skip
-                        self._wake(mailbox, scheduler)
-                    failures = 0
-                except MailboxError as exc:
-                    failures += 1
-                    delay = backoff(failures, self.schedule)
-                    if failures == 1:
-                        log.warning("%s (IDLE); polling goes on; listening again in %s, then a cycle looks for what "
-                                    "arrived meanwhile", exc, seconds(delay))  # fmt: skip
-                    else:
-                        log.debug("%s (IDLE); attempt %d failed, next in %s", exc, failures, seconds(delay))
-                    self.stop.wait(delay)
-        finally:
-            listener.close()
-
     def _wake(self, mailbox: Mailbox, scheduler: BackgroundScheduler) -> None:
         """Run the mailbox's cycle now; if one is running, right after it (a wake is never dropped)."""
         if self.stop.is_set():
@@ -350,134 +268,18 @@ class Daemon:
             pass  # removed by the shutdown that is under way
 
     def _skipped(self, event: JobSubmissionEvent) -> None:
-        """A scheduled run that came while the job still ran: counted, not logged (it was not needed)."""
-        if self.metrics is not None:
-            self.metrics.skipped_runs.labels(str(event.job_id)).inc()
+        """A scheduled run that came while the job still ran: not a warning (it was not needed), counted."""
+        log.debug("the %s job was still running when it was due again: that run was skipped", event.job_id)
+        for count in self.duties.on_skipped:
+            count(str(event.job_id))
 
 
 class _NoSkippedRuns(logging.Filter):
     """APScheduler warns each time a run is skipped because the job is still running: with IDLE waking a busy
-    mailbox that was thousands of lines; the daemon counts them in metrics instead."""
+    mailbox that was thousands of lines; the daemon says it at DEBUG instead, and the metrics count it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "maximum number of running instances reached" not in str(record.msg)
 
 
 NO_SKIPPED_RUNS = _NoSkippedRuns()
-
-
-def write_heartbeat(path: Path, mailboxes: dict[str, dict[str, object]], now: datetime) -> None:
-    """Replace the heartbeat file in one step (a reader never sees half of it): when, who, and each mailbox's
-    last success, failures in a row and last error. A file that cannot be written is logged, never fatal."""
-    data = {"at": now.isoformat(timespec="seconds"), "pid": os.getpid(), "version": __version__,
-            "mailboxes": mailboxes}  # fmt: skip
-    try:
-        private_folder(path.parent)
-        write_private(path, json.dumps(data, indent=2) + "\n")
-    except OSError as exc:
-        log.warning("cannot write the heartbeat file %s: %s", path, exc)
-
-
-def daemon_from_settings(settings: Settings, now: Callable[[], datetime] = utcnow) -> Daemon:
-    """The daemon for a loaded configuration: its mailboxes, its store, its cycle options."""
-    options = CycleOptions(
-        own_addresses=settings.own_addresses(),
-        batch_size=settings.intake.batch_size,
-        max_per_cycle=settings.intake.max_per_cycle,
-        backfill_days=settings.intake.backfill_days,
-        deadlines=policy_from_settings(settings),
-    )
-    from mailtriage.classify import Predictor, load, load_or_build_default
-    from mailtriage.training import default_sources, retrain
-
-    store = Store(settings.store.url, settings.store.busy_timeout)  # first: opening it fails fast, a model is slow
-    classifier = load_or_build_default(settings.classifier.model, settings.category_names(), log.info)
-    predictor = Predictor(classifier, settings.classifier.threshold, settings.classifier.fallback)
-    mailboxes = [open_mailbox(mailbox) for mailbox in settings.mailboxes]
-
-    def scheduled_retrain() -> None:
-        examples, sources = default_sources(settings, store)
-        live = predictor.classifier.metadata.get("cross_validation") or {}
-        if retrain(settings.classifier.model, examples, sources, live.get("macro_f1")):
-            predictor.classifier = load(settings.classifier.model, settings.category_names())
-
-    jobs: list[tuple[Callable[[], object], BaseTrigger]] = []
-    if settings.classifier.retrain:
-        jobs.append((scheduled_retrain, CronTrigger.from_crontab(settings.classifier.retrain, timezone=UTC)))
-    folders = {c.folder: c.name for c in settings.categories if c.folder}
-    keywords = {keyword: c.name for c in settings.categories for keyword in c.keywords}
-    window = timedelta(days=settings.schedule.corrections_window_days)
-
-    def corrections(mailbox: Mailbox) -> None:
-        corrections_sweep(mailbox, store, folders, keywords, now(), window)
-
-    sweeps = [Sweep("corrections", corrections, settings.schedule.corrections_interval)]
-    if options.deadlines is not None:
-        sweeps.insert(0, deadline_sweep(settings, store, options.deadlines, now))
-    triage = triage_from_settings(settings, predictor)
-    health = settings.health
-    metrics = None
-    if health.metrics_port is not None:
-        from mailtriage.metrics import Metrics
-
-        metrics = Metrics(store)
-    daemon = Daemon(mailboxes, store, options, settings.schedule, now, triage, jobs, sweeps, health.heartbeat_file,
-                    metrics)  # fmt: skip
-    daemon.metrics_port, daemon.metrics_address = health.metrics_port, health.metrics_address
-    daemon.folders = tuple(folders)
-    return daemon
-
-
-def deadline_sweep(settings: Settings, store: Store, policy: Policy, now: Callable[[], datetime]) -> Sweep:
-    """The deadline sweep of a configuration, with its digest and webhook."""
-    from mailtriage.notify import Notifier, Webhook
-
-    d = settings.deadlines
-    digest = None
-    if d.digest_to:
-        notifier, to = Notifier(settings.smtp), d.digest_to
-
-        def digest(subject: str, body: str, at: datetime) -> None:
-            notifier.send(to, subject, body, at)
-
-    webhook = Webhook(d.webhook_url, d.webhook_timeout).post if d.webhook_url else None
-    signals = Signals(digest=digest, webhook=webhook)
-
-    def run(mailbox: Mailbox) -> None:
-        report = sweep_deadlines(mailbox, store, policy, now(), signals)
-        if report.answered or report.transitions or report.failed:
-            log.info("mailbox %s: deadlines: %d answered, %s, %d signals given, %d failed", mailbox.name,
-                     report.answered, ", ".join(f"{n} now {s}" for s, n in report.transitions.items()) or "no changes",
-                     report.signalled, report.failed)  # fmt: skip
-
-    return Sweep("deadlines", run, d.sweep_interval)
-
-
-def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], Classification]) -> Triage:
-    """Classification, then the configured routing and drafts."""
-    from mailtriage.compliance import load_policy
-    from mailtriage.draft import Drafter
-    from mailtriage.notify import Notifier
-    from mailtriage.route import route
-    from mailtriage.templates import Templates
-
-    categories = {category.name: category for category in settings.categories}
-    drafts = settings.drafts
-    drafter = Drafter(
-        Templates(drafts.templates, drafts.fallback_language),
-        from_address=drafts.from_address,
-        signature=drafts.signature,
-        reference_patterns=drafts.reference_patterns,
-        policy=load_policy(drafts.templates / "policy.toml"),
-        target=timedelta(hours=settings.deadlines.target_hours),
-        zone=settings.deadlines.calendar.timezone,
-        foreign_reply_to=drafts.foreign_reply_to,
-    )
-    return Triage(
-        classify=classify,
-        route=lambda parsed, classification: route(
-            parsed, classification, categories, settings.rules, settings.classifier.fallback
-        ),
-        draft=drafter,
-        notify=Notifier(settings.smtp).send if settings.smtp.host else None,
-    )

@@ -1,5 +1,5 @@
-"""Where training data comes from besides files (the store, labelled IMAP folders), and the scheduled retrain
-that replaces the live model only when the new one is not worse."""
+"""Where training data comes from (files, the store, labelled IMAP folders, the seed set), and the scheduled
+retrain that replaces the live model only when the new one is not worse."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailtriage.classify import (
@@ -14,23 +15,80 @@ from mailtriage.classify import (
     Example,
     example_from_mail,
     feature_text,
+    read_eml_folder,
+    read_table,
     save,
     seed_examples,
     train,
 )
 from mailtriage.cursor import batches, uids_above
-from mailtriage.mailbox import Mailbox
-from mailtriage.settings import Settings
+from mailtriage.errors import MISSING, ConfigError
+from mailtriage.mailbox import Mailbox, open_mailbox
+from mailtriage.settings import Settings, find_config
 from mailtriage.store import Store
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Sources:
+    """What ``mailtriage train`` learns from."""
+
+    tables: tuple[Path, ...] = ()
+    """CSV or JSONL files of labelled examples, with these columns:"""
+    text_column: str = "text"
+    label_column: str = "label"
+    eml_folders: tuple[Path, ...] = ()
+    """Folders with one subfolder of .eml files per category."""
+    store: bool = False
+    """The messages the daemon has seen, with the category each ended up in."""
+    folders: bool = False
+    """The labelled IMAP folders of ``classifier.training_folders``."""
+    seed: bool | None = None
+    """The shipped seed mails; None: when no other source is given."""
+
+
+def gather(sources: Sources, settings: Settings | None) -> tuple[list[Example], list[str]]:
+    """The examples of every source asked for, and the sources' names (for the model's metadata).
+
+    Raises:
+        ConfigError: the store or the IMAP folders are asked for without a configuration.
+    """
+    examples: list[Example] = []
+    names: list[str] = []
+    if sources.store or sources.folders:
+        if settings is None:
+            raise ConfigError(
+                str(find_config(None)), "(file)", MISSING, "a config file for --from-store/--from-folders"
+            )
+        if sources.store:
+            examples += store_examples(Store(settings.store.url, settings.store.busy_timeout),
+                                       settings.classifier.fallback)  # fmt: skip
+            names.append("store")
+        if sources.folders:
+            mailbox = open_mailbox(settings.mailboxes[0])
+            try:
+                examples += folder_examples(mailbox, settings.classifier.training_folders)
+            finally:
+                mailbox.close()
+            names.append("folders")
+    for path in sources.tables:
+        examples += read_table(path, sources.text_column, sources.label_column)
+        names.append(str(path))
+    for folder in sources.eml_folders:
+        examples += read_eml_folder(folder)
+        names.append(str(folder))
+    if sources.seed or (sources.seed is None and not names):
+        examples += seed_examples()
+        names.append("seed")
+    return examples, names
+
+
 def store_examples(store: Store, fallback: str) -> list[Example]:
     """The messages the daemon has seen, each with the category it ended up in: an agent's correction first."""
     return [
-        Example(feature_text(r.subject, r.new_text), str(r.corrected or r.category), r.language or "unknown")
-        for r in store.classified(exclude=fallback)
+        Example(feature_text(r.subject, r.new_text), str(r.category_now), r.language or "unknown")
+        for r in store.messages.learnable(exclude=fallback)
     ]
 
 

@@ -21,7 +21,7 @@ from mailtriage.cursor import batches, unread
 from mailtriage.deadlines import Policy, State, format_span, later
 from mailtriage.errors import MailboxError, NotifyError
 from mailtriage.mailbox import Mailbox, flags_at
-from mailtriage.models import FolderStatus, RawMessage
+from mailtriage.models import Clock, FolderStatus, RawMessage
 from mailtriage.parse import hash_content, parse_message
 from mailtriage.store import MessageRecord, Signal, Store, SyncState
 
@@ -29,9 +29,12 @@ log = logging.getLogger(__name__)
 
 SOON_KEYWORD = "$DeadlineSoon"
 OVERDUE_KEYWORD = "$Overdue"
-FLAGS = {State.WARNING.value: ("\\Flagged", SOON_KEYWORD), State.BREACHED.value: ("\\Flagged", OVERDUE_KEYWORD)}
+FLAGS = {State.WARNING: ("\\Flagged", SOON_KEYWORD), State.BREACHED: ("\\Flagged", OVERDUE_KEYWORD)}
 SENT_FIRST_LOOK = 500
 """On first sight of a Sent folder, the replies looked at are its newest this many: older ones predate mailtriage."""
+SENT_BATCH = 100
+SENT_LIMIT = 2000
+"""Replies read in Sent per sweep, at most: a sweep after a long outage catches up over the next ones."""
 BY_SENT = "reply in Sent"
 BY_FLAG = "\\Answered flag"
 
@@ -60,24 +63,18 @@ class SweepReport:
 
 
 def sweep_deadlines(
-    mailbox: Mailbox,
-    store: Store,
-    policy: Policy,
-    now: datetime,
-    signals: Signals = Signals(),
-    *,
-    batch_size: int = 100,
-    limit: int = 2000,
+    mailbox: Mailbox, store: Store, policy: Policy, clock: Clock, signals: Signals = Signals()
 ) -> SweepReport:
-    """One sweep of ``mailbox``'s deadlines at ``now``. A lost connection raises MailboxError (the next sweep goes
-    on from where this one stopped); every other failure is recorded and left for the next sweep."""
+    """One sweep of ``mailbox``'s deadlines, at one moment of ``clock``. A lost connection raises MailboxError (the
+    next sweep goes on from where this one stopped); every other failure is recorded and left for the next sweep."""
+    now = clock()
     report = SweepReport(mailbox.name)
-    _replies_in_sent(mailbox, store, now, report, batch_size, limit)
-    waiting = _answered_by_flag(mailbox, store, store.watched(mailbox.name, now, policy.watch), now, report)
+    _replies_in_sent(mailbox, store, now, report)
+    waiting = _answered_by_flag(mailbox, store, store.deadlines.watched(mailbox.name, now, policy.watch), now, report)
     for record in waiting:
         assert record.due_at is not None and record.deadline_state is not None
         new = policy.state(record.due_at, record.category, now)
-        if later(new, State(record.deadline_state)) and store.transition(record, new.value, signals.channels, now=now):
+        if later(new, record.deadline_state) and store.deadlines.transition(record, new, signals.channels, now=now):
             report.transitions[new.value] = report.transitions.get(new.value, 0) + 1
             log.info("mailbox %s: %s from %s %r is %s: due %s (%s)",
                      record.mailbox, record.message_id, record.sender, record.subject, new.value,
@@ -89,25 +86,23 @@ def sweep_deadlines(
 # --- what stops the clock ----------------------------------------------------------------------------------------
 
 
-def _replies_in_sent(
-    mailbox: Mailbox, store: Store, now: datetime, report: SweepReport, batch_size: int, limit: int
-) -> None:
+def _replies_in_sent(mailbox: Mailbox, store: Store, now: datetime, report: SweepReport) -> None:
     """Read the headers of what arrived in Sent since the last sweep: a reply naming a waiting message (or one of
     its follow-ups) answers it, at the time the reply was filed."""
     sent = mailbox.special_folder("sent")
     if not sent:
         return
     try:
-        found = unread(mailbox, store, sent, now, start=_newest_sent, limit=limit)
+        found = unread(mailbox, store, sent, now, start=_newest_sent, limit=SENT_LIMIT)
     except MailboxError as exc:
         if exc.retryable:
             raise
         return  # no such folder (yet): nothing was sent
-    for chunk in batches(mailbox, sent, found.uids, batch_size, found.status.uidvalidity, headers_only=True):
+    for chunk in batches(mailbox, sent, found.uids, SENT_BATCH, found.status.uidvalidity, headers_only=True):
         for raw in chunk:
             _reply(raw, mailbox.name, store, now, report)
         if chunk:
-            store.set_sync_state(mailbox.name, sent, SyncState(found.status.uidvalidity, chunk[-1].uid), now)
+            store.sync.set(mailbox.name, sent, SyncState(found.status.uidvalidity, chunk[-1].uid), now)
 
 
 def _newest_sent(status: FolderStatus) -> int:
@@ -118,7 +113,7 @@ def _newest_sent(status: FolderStatus) -> int:
 def _reply(raw: RawMessage, mailbox: str, store: Store, now: datetime, report: SweepReport) -> None:
     reply = parse_message(raw.data, internal_date=raw.internal_date)
     named = [m for m in (reply.in_reply_to, *reply.references) if m]
-    waiting = store.open_thread(mailbox, named)
+    waiting = store.messages.open_thread(mailbox, named)
     if waiting is None:
         return
     # Filed in Sent when it was sent: the server's INTERNALDATE, else its Date; never before the question, nor later
@@ -136,7 +131,7 @@ def _answered_by_flag(
     waiting. A message no longer where it was recorded is looked for where it was routed."""
     by_id = {record.id: record for record in waiting}
     answered: set[int] = set()
-    looked = _flags(mailbox, store, [*waiting, *store.follow_ups(list(by_id))], now)
+    looked = _flags(mailbox, store, [*waiting, *store.deadlines.follow_ups(list(by_id))], now)
     for record, flags in looked:
         root = by_id.get(record.thread_of or record.id)
         if root is not None and "\\Answered" in flags and root.id not in answered:
@@ -167,7 +162,7 @@ def _relocate(mailbox: Mailbox, store: Store, record: MessageRecord, now: dateti
     """Find a message moved since it was recorded (by its route, before a correction sweep saw it) in the folder
     it was routed to, note its new place and audit it. Candidates are found by Message-ID and told apart by
     content: two different mails may share a Message-ID, and each must be found at its own UID."""
-    folder = (record.route or {}).get("folder")
+    folder = record.route.folder if record.route else None
     if not folder or folder == record.folder or record.message_id_synthetic:
         return None
     try:
@@ -181,12 +176,12 @@ def _relocate(mailbox: Mailbox, store: Store, record: MessageRecord, now: dateti
     if not found:
         return None
     place = found[0]
-    store.locate(record, place)
+    store.messages.locate(record, place)
     detail = {
         "from": [record.folder, record.uidvalidity, record.uid],
         "to": [place.folder, place.uidvalidity, place.uid],
     }
-    store.audit(record.mailbox, "found-moved", detail, now=now, message=record.id)
+    store.audit.add(record.mailbox, "found-moved", detail, now=now, message=record.id)
     return _moved(record, place)
 
 
@@ -195,7 +190,7 @@ def _moved(record: MessageRecord, place: RawMessage) -> MessageRecord:
 
 
 def _answer(store: Store, record: MessageRecord, at: datetime, how: str, now: datetime, report: SweepReport) -> None:
-    if store.answer(record, at, how, now=now):
+    if store.deadlines.answer(record, at, how, now=now):
         report.answered += 1
         took = format_span(record.response_time_at(at))
         log.info("mailbox %s: %s from %s answered (%s) after %s%s",
@@ -209,7 +204,7 @@ def _answer(store: Store, record: MessageRecord, at: datetime, how: str, now: da
 def _give_signals(
     mailbox: Mailbox, store: Store, policy: Policy, signals: Signals, now: datetime, report: SweepReport
 ) -> None:
-    owed = store.pending_signals(mailbox.name)
+    owed = store.deadlines.owed(mailbox.name)
     digest: list[Signal] = []
     for signal in owed:
         if signal.channel == "flags":
@@ -243,12 +238,12 @@ def _give_signals(
 
 
 def _given(store: Store, signal: Signal, now: datetime, report: SweepReport) -> None:
-    store.signal_given(signal, now=now)
+    store.deadlines.given(signal, now=now)
     report.signalled += 1
 
 
 def _failed(store: Store, signal: Signal, error: str, now: datetime, report: SweepReport) -> None:
-    store.signal_failed(signal, error, now=now)
+    store.deadlines.failed(signal, error, now=now)
     report.failed += 1
     log.warning("mailbox %s: %s: the %s signal (%s) failed, tried again at the next sweep: %s",
                 signal.message.mailbox, signal.message.message_id, signal.channel, signal.state, error)  # fmt: skip
@@ -268,7 +263,7 @@ def payload(signal: Signal, policy: Policy, now: datetime) -> dict[str, Any]:
         "message_id": record.message_id,
         "sender": record.sender,
         "subject": record.subject,
-        "category": record.corrected or record.category,
+        "category": record.category_now,
         "received_at": record.received_at.isoformat() if record.received_at else None,
         "due_at": record.due_at.isoformat(),
         "at": now.astimezone(UTC).isoformat(),
@@ -278,8 +273,8 @@ def payload(signal: Signal, policy: Policy, now: datetime) -> dict[str, Any]:
 
 def digest_text(mailbox: str, owed: list[Signal], policy: Policy, now: datetime) -> tuple[str, str]:
     """The subject and body of the digest email for ``owed`` transitions: overdue first, then due soon."""
-    overdue = [s for s in owed if s.state == State.BREACHED.value]
-    soon = [s for s in owed if s.state == State.WARNING.value]
+    overdue = [s for s in owed if s.state is State.BREACHED]
+    soon = [s for s in owed if s.state is State.WARNING]
     counts = [f"{len(overdue)} overdue" if overdue else "", f"{len(soon)} due soon" if soon else ""]
     subject = f"[mailtriage] {mailbox}: {', '.join(c for c in counts if c)}"
     lines = [f"First-response deadlines in {mailbox}, {_local(now, policy)}:", ""]
@@ -292,12 +287,12 @@ def digest_text(mailbox: str, owed: list[Signal], policy: Policy, now: datetime)
     return subject, "\n".join(lines)
 
 
-def _line(record: MessageRecord, state: str, policy: Policy, now: datetime) -> str:
+def _line(record: MessageRecord, state: State, policy: Policy, now: datetime) -> str:
     assert record.due_at is not None
-    what = "overdue" if state == State.BREACHED.value else "due soon"
+    what = "overdue" if state is State.BREACHED else "due soon"
     return (
         f"{what}: {record.subject!r} from {record.sender or '(no sender)'} "
-        f"[{record.corrected or record.category or 'unclassified'}], due {_local(record.due_at, policy)} "
+        f"[{record.category_now or 'unclassified'}], due {_local(record.due_at, policy)} "
         f"({_left(record.due_at, now)}), in {record.folder}"
     )
 

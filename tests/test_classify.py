@@ -222,7 +222,7 @@ def test_french_and_german_mail_arriving_over_imap_is_classified_into_its_catego
         ImapMailbox(account.settings()), store, now=lambda: datetime.now(UTC), stages=Triage(classify=predictor)
     )
     assert report.new == len(mails)
-    records = {r.message_id: r for r in store.messages()}
+    records = {r.message_id: r for r in store.messages.all()}
     for language in ("fr", "de"):
         mine = [(records[m], label) for m, (label, lang) in expected.items() if lang == language]
         right = sum(record.category == label for record, label in mine)

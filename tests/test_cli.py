@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mailtriage.cli import main
 from mailtriage.models import RawMessage
 from mailtriage.parse import parse_message
-from mailtriage.store import Store
+from mailtriage.store import Outcome, Status, Store
 
 IMAP = """
 [[mailboxes]]
@@ -183,8 +183,8 @@ def record_waiting(store: Store, number: int, received: datetime) -> None:
     ).encode()
     raw = RawMessage("INBOX", 1, number, data, frozenset(), received)
     parsed = parse_message(data, internal_date=received)
-    store.record("support", raw, parsed, status="unclassified", now=received,
-                 due_at=received + timedelta(hours=24))  # fmt: skip
+    outcome = Outcome(Status.UNCLASSIFIED, due_at=received + timedelta(hours=24))
+    store.messages.record("support", raw, parsed, outcome, received)
 
 
 def test_deadlines_lists_waiting_mail_soonest_first_and_at_a_later_time_shows_what_will_be_overdue(
@@ -196,7 +196,7 @@ def test_deadlines_lists_waiting_mail_soonest_first_and_at_a_later_time_shows_wh
     record_waiting(store, 2, now - timedelta(hours=21))  # due in 3 hours: a warning
     record_waiting(store, 3, now - timedelta(hours=30))  # overdue
     record_waiting(store, 4, now - timedelta(hours=1))
-    store.answer(store.messages()[3], now, "reply in Sent", now=now)
+    store.deadlines.answer(store.messages.all()[3], now, "reply in Sent", now=now)
     code, out, _ = invoke("--config", str(path), "deadlines", "--json")
     assert code == 0
     rows = json.loads(out)["messages"]
@@ -289,8 +289,8 @@ def test_the_daemon_serves_prometheus_metrics_of_its_cycles_messages_and_deadlin
     import time
     import urllib.request
 
-    from mailtriage.scheduler import daemon_from_settings
     from mailtriage.settings import load_settings
+    from mailtriage.wiring import daemon_from_settings
     from tests.dovecot import free_port
 
     inbox = mailbox.Maildir(tmp_path / "mail")
@@ -303,7 +303,7 @@ def test_the_daemon_serves_prometheus_metrics_of_its_cycles_messages_and_deadlin
     runner.start()
     try:
         deadline = time.monotonic() + 30
-        while not store.health().get("support") and time.monotonic() < deadline:
+        while not store.health.all().get("support") and time.monotonic() < deadline:
             time.sleep(0.05)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
@@ -331,10 +331,10 @@ def test_commands_that_never_log_in_work_without_the_mailbox_secret(tmp_path: Pa
 
 
 def test_imapclient_says_nothing_at_info_and_traces_the_protocol_at_debug() -> None:
-    from mailtriage.cli import _setup_logging
+    from mailtriage.cli import setup_logging
 
-    _setup_logging("INFO")
+    setup_logging("INFO")
     assert not logging.getLogger("imapclient").isEnabledFor(logging.INFO)
-    _setup_logging("DEBUG")
+    setup_logging("DEBUG")
     assert logging.getLogger("imapclient").isEnabledFor(logging.DEBUG)
-    _setup_logging("INFO")
+    setup_logging("INFO")

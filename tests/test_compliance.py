@@ -12,7 +12,7 @@ from mailtriage.compliance import CLASSES, NEUTRAL, load_policy, phrase_classes,
 from mailtriage.draft import Drafter
 from mailtriage.errors import ConfigError, TemplateError
 from mailtriage.parse import parse_message
-from mailtriage.settings import DEFAULT_CATEGORIES
+from mailtriage.settings import DEFAULT_CATEGORIES, DraftSettings
 from mailtriage.templates import Templates, read_sources, render_sources
 from tests.test_draft import NOW
 
@@ -181,8 +181,8 @@ def test_a_change_to_an_included_template_voids_the_approval_and_check_names_the
 
 def test_the_daemon_drafts_nothing_from_a_template_whose_include_changed_since_its_approval(tmp_path: Path) -> None:
     folder = with_include(tmp_path)
-    drafter = Drafter(Templates(folder, "en"), from_address="support@example.com", signature="S",
-                      reference_patterns=(), policy=POLICY)  # fmt: skip
+    wording = DraftSettings(from_address="support@example.com", signature="S", reference_patterns=())
+    drafter = Drafter(Templates(folder, "en"), wording, POLICY)
     message = parse_message(b"From: a@example.com\r\nSubject: Invoice\r\nMessage-ID: <i@x>\r\n\r\nMy invoice.\r\n")
     assert b"invoice" in drafter(message, "billing", "en", NOW).data
     (folder / "snip" / "intro.txt").write_text(PHISHING)

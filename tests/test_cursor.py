@@ -12,7 +12,7 @@ from mailtriage.errors import MailboxError
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.models import RawMessage
 from mailtriage.pipeline import CycleOptions, run_cycle
-from mailtriage.store import Store, SyncState
+from mailtriage.store import Status, Store, SyncState
 from tests.conftest import now
 from tests.test_pipeline import fill
 
@@ -57,17 +57,17 @@ def test_a_server_that_never_lists_its_mail_raises_and_keeps_the_position(store:
     fill(mailbox, 3)
     with pytest.raises(MailboxError, match="holds messages up to UID 3.*position stays at UID 0"):
         unread(mailbox, store, "INBOX", AT)
-    assert store.sync_state("memory", "INBOX") == SyncState(1, 0)
+    assert store.sync.get("memory", "INBOX") == SyncState(1, 0)
 
 
 def test_the_position_moves_to_uidnext_only_when_the_server_confirms_nothing_lies_above(store: Store) -> None:
     mailbox = MemoryMailbox()
     fill(mailbox, 4)
-    store.set_sync_state("memory", "INBOX", SyncState(1, 2), AT)
+    store.sync.set("memory", "INBOX", SyncState(1, 2), AT)
     mailbox.expunge("INBOX", 3)
     mailbox.expunge("INBOX", 4)  # the newest were deleted by another client
     assert unread(mailbox, store, "INBOX", AT).uids == ()
-    assert store.sync_state("memory", "INBOX") == SyncState(1, 4)
+    assert store.sync.get("memory", "INBOX") == SyncState(1, 4)
 
 
 def test_a_cycle_against_a_server_whose_search_answers_nothing_triages_every_message(store: Store) -> None:
@@ -76,7 +76,7 @@ def test_a_cycle_against_a_server_whose_search_answers_nothing_triages_every_mes
     report = run_cycle(mailbox, store, now=now)
     again = run_cycle(mailbox, store, now=now)
     assert (report.new, again.new, again.skipped) == (20, 0, 0)
-    assert sorted(r.uid for r in store.with_status("memory", "unclassified")) == list(range(1, 21))
+    assert sorted(r.uid for r in store.messages.with_status("memory", Status.UNCLASSIFIED)) == list(range(1, 21))
 
 
 def test_mail_arriving_after_a_short_answer_is_still_found(store: Store) -> None:
@@ -117,6 +117,6 @@ def test_a_cycle_records_nothing_past_a_message_it_could_not_read(store: Store) 
     fill(mailbox, 5)
     with pytest.raises(MailboxError, match="UID 3"):
         run_cycle(mailbox, store, now=now, options=CycleOptions(batch_size=2))
-    assert store.sync_state("memory", "INBOX") == SyncState(1, 2)
+    assert store.sync.get("memory", "INBOX") == SyncState(1, 2)
     mailbox.withheld = set()
     assert run_cycle(mailbox, store, now=now).new == 3

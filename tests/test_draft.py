@@ -20,7 +20,7 @@ from mailtriage.draft import (
 from mailtriage.errors import TemplateError
 from mailtriage.models import Address
 from mailtriage.parse import parse_message
-from mailtriage.settings import DEFAULT_CATEGORIES
+from mailtriage.settings import DEFAULT_CATEGORIES, DraftSettings
 from mailtriage.templates import Templates
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -163,8 +163,8 @@ def test_a_templates_due_is_the_messages_recorded_due_time_in_the_calendars_zone
     write(tmp_path, "repair/en.txt.j2", "Hello {{ greeting_name }}, noted ({{ due }}).\n{{ signature }}")
     approval = Approval(content_hash(tmp_path / "repair/en.txt.j2"), "Compliance", "2026-11-23", "")
     write_approvals(tmp_path, {"repair/en": approval})
-    drafter = Drafter(Templates(tmp_path, "en"), from_address="support@example.com", signature="S",
-                      reference_patterns=PATTERNS, policy=Policy((), (), 200, 20), zone="Europe/Paris")  # fmt: skip
+    wording = DraftSettings(from_address="support@example.com", signature="S", reference_patterns=PATTERNS)
+    drafter = Drafter(Templates(tmp_path, "en"), wording, Policy((), (), 200, 20), zone="Europe/Paris")
     parsed = parse_message(FRENCH, internal_date=NOW)
     recorded = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # a business-hours due time, not NOW + 24 h
     text = email.message_from_bytes(drafter(parsed, "repair", "en", NOW, recorded).data, policy=policy.default)

@@ -19,8 +19,7 @@ import sqlalchemy as sa
 from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.errors import MailboxError
 from mailtriage.mailbox.imap import ImapMailbox
-from mailtriage.pipeline import ROUTED
-from mailtriage.scheduler import Daemon, daemon_from_settings
+from mailtriage.scheduler import Daemon
 from mailtriage.settings import (
     Auth,
     ClassifierSettings,
@@ -30,7 +29,8 @@ from mailtriage.settings import (
     Settings,
     StoreSettings,
 )
-from mailtriage.store import Store
+from mailtriage.store import Status, Store
+from mailtriage.wiring import daemon_from_settings
 from tests.courier import CourierServer
 from tests.dovecot import Account, DovecotServer, free_port, write_config
 from tests.proxy import Proxy, When
@@ -91,14 +91,14 @@ def assert_each_processed_once(account: Account, store: Store, count: int, prefi
     """Every message recorded once and routed, in its folder, with one draft each; none left in the inbox.
     ``prefix``: the server's personal namespace (``INBOX.`` on Courier)."""
     expected = sorted(f"<retour-{n}@example.org>" for n in range(count))
-    records = store.messages()
+    records = store.messages.all()
     assert sorted(r.message_id for r in records) == expected
-    assert {r.status for r in records} == {ROUTED}
+    assert {r.status for r in records} == {Status.ROUTED}
     assert folder_ids(account, f"{prefix}Support.Returns") == expected
     assert folder_ids(account, "INBOX") == []
     assert folder_ids(account, f"{prefix}Drafts", ANSWERS_HEADER) == expected
     for record in records:  # appended, or found already there after a cut that hid the append
-        assert len(store.events(record.id, "draft-appended") + store.events(record.id, "draft-exists")) >= 1
+        assert len(store.audit.events(record.id, "draft-appended") + store.audit.events(record.id, "draft-exists")) >= 1
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -185,7 +185,10 @@ def test_the_daemon_keeps_triaging_after_its_idle_connection_is_cut(
             wait_for(lambda: any(c.endswith(b" IDLE") for c in proxy.commands), "the daemon to start IDLE")
             proxy.cut_all()
             account.append_many([customer_mail(0)])
-            wait_for(lambda: len(store.messages()) == 1 and store.messages()[0].status == ROUTED, "the message")
+            wait_for(
+                lambda: len(store.messages.all()) == 1 and store.messages.all()[0].status == Status.ROUTED,
+                "the message",
+            )
         finally:
             daemon.stop.set()
             runner.join(timeout=30)
@@ -247,7 +250,7 @@ def test_a_full_disk_under_the_store_fails_the_cycle_and_once_there_is_room_noth
     assert not first.ok and "full" in str(first.error)
     [line] = errors(caplog)
     assert "database or disk is full" in line and "nothing is lost" in line
-    assert store.messages() == []
+    assert store.messages.all() == []
     full["on"] = False  # the daemon's own connections were opened under the limit: it must open fresh ones
     assert daemon.cycle(daemon.mailboxes[0]).ok
     daemon.close()
@@ -304,18 +307,22 @@ def test_idle_that_fails_comes_back_by_itself_and_says_so_once(
             else:
                 wait_for(lambda: any(c.endswith(b" IDLE") for c in proxy.commands), "the daemon to start IDLE")
                 proxy.cut_all()
-            wait_for(lambda: any("listening (IDLE) again" in r.getMessage() for r in caplog.records), "IDLE")
+            wait_for(lambda: any("listening again after" in r.getMessage() for r in caplog.records), "IDLE")
             wait_for(lambda: daemon._failures[account.username] == 0 and not daemon._running, "a good cycle")
             account.append_many([customer_mail(0)])
-            wait_for(lambda: len(store.messages()) == 1 and store.messages()[0].status == ROUTED, "the message", 10)
+            wait_for(
+                lambda: len(store.messages.all()) == 1 and store.messages.all()[0].status == Status.ROUTED,
+                "the message",
+                10,
+            )
     finally:
         daemon.stop.set()
         runner.join(timeout=30)
         if proxy is not None:
             proxy.close()
-    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "IDLE" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and r.name == "mailtriage.listener"]
     assert len([line for line in said if "polling goes on" in line]) == 1
-    assert len([line for line in said if "listening (IDLE) again" in line]) == 1
+    assert len([line for line in said if "listening again after" in line]) == 1
 
 
 # --- logins -------------------------------------------------------------------------------------------------------
@@ -349,7 +356,7 @@ def test_a_failing_token_command_an_expired_token_and_a_wrong_password_each_say_
     with caplog.at_level(logging.INFO):
         reports = daemon.run_once()
     assert [r.ok for r in reports] == [True, False, False, False]
-    assert [r.message_id for r in store.messages()] == ["<retour-0@example.org>"]
+    assert [r.message_id for r in store.messages.all()] == ["<retour-0@example.org>"]
     lines = errors(caplog)
     assert len(lines) == 3
     assert accounts[1].username in lines[0] and "cannot get the secret" in lines[0] and "503" in lines[0]
@@ -358,7 +365,7 @@ def test_a_failing_token_command_an_expired_token_and_a_wrong_password_each_say_
     assert all("check its username and secret; other mailboxes go on; the next run tries it again" in line
                for line in lines)  # fmt: skip
     assert all("not-the-password" not in line and "expired-token" not in line for line in lines)
-    health = store.health()
+    health = store.health.all()
     assert health[accounts[0].username].failures == 0 and health[accounts[0].username].last_ok_at is not None
     assert health[accounts[3].username].failures == 1 and "login refused" in str(
         health[accounts[3].username].last_error

@@ -29,8 +29,8 @@ from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.mailbox.maildir import MaildirMailbox
 from mailtriage.models import Address, MessageKind
 from mailtriage.parse import MAX_DEFECTS, parse_message
-from mailtriage.pipeline import PENDING, ROUTED, SKIPPED, CycleOptions, CycleReport, run_cycle
-from mailtriage.scheduler import Daemon, deadline_sweep, triage_from_settings
+from mailtriage.pipeline import CycleOptions, CycleReport, run_cycle
+from mailtriage.scheduler import Daemon, Duties
 from mailtriage.settings import (
     DEFAULT_CATEGORIES,
     ClassifierSettings,
@@ -39,7 +39,8 @@ from mailtriage.settings import (
     Secret,
     Settings,
 )
-from mailtriage.store import MessageRecord, Store
+from mailtriage.store import MessageRecord, Status, Store
+from mailtriage.wiring import deadline_sweep, triage_from_settings
 from tests.dovecot import Account, DovecotServer, write_config
 
 TEMPLATES = Path(__file__).parent.parent / "templates"
@@ -108,7 +109,7 @@ def triage(account: Account, store: Store, predictor: classify.Predictor, *hosti
     account.append_many([*hostile, NORMAL])
     report = cycle(ImapMailbox(account.settings()), store, predictor, settings_for(account))
     assert report.ok, report.error
-    records = store.messages()  # every message recorded, each exactly once
+    records = store.messages.all()  # every message recorded, each exactly once
     assert len(records) == len({(r.uidvalidity, r.uid) for r in records}) == len(hostile) + 1
     return report
 
@@ -126,7 +127,7 @@ def drafts(account: Account) -> dict[str, tuple[EmailMessage, bytes]]:
 
 
 def by_message_id(store: Store) -> dict[str, MessageRecord]:
-    return {r.message_id: r for r in store.messages()}
+    return {r.message_id: r for r in store.messages.all()}
 
 
 def assert_a_clean_draft(draft: EmailMessage, raw: bytes, to: str, headers: Counter[str] = DRAFT_HEADERS) -> str:
@@ -148,7 +149,7 @@ def assert_a_clean_draft(draft: EmailMessage, raw: bytes, to: str, headers: Coun
 
 def assert_the_normal_customer_is_served(account: Account, store: Store) -> None:
     record = by_message_id(store)["<normal-1@example.org>"]
-    assert (record.kind, record.category, record.status) == ("customer", "return-refund", ROUTED)
+    assert (record.kind, record.category, record.status) == ("customer", "return-refund", Status.ROUTED)
     draft, raw = drafts(account)["<normal-1@example.org>"]
     assert assert_a_clean_draft(draft, raw, "jane@example.org").startswith("Dear Jane Doe,")
 
@@ -179,7 +180,7 @@ def test_a_subject_carrying_crlf_and_headers_cannot_add_headers_to_its_draft(
 ) -> None:
     triage(account, store, predictor, letter("<inject-1@example.com>", sender=sender, subject=subject))
     record = by_message_id(store)["<inject-1@example.com>"]
-    assert record.status == ROUTED and "\n" not in record.subject + record.sender and "\r" not in record.subject
+    assert record.status == Status.ROUTED and "\n" not in record.subject + record.sender and "\r" not in record.subject
     draft, raw = drafts(account)["<inject-1@example.com>"]
     text = assert_a_clean_draft(draft, raw, "ann@example.com")
     assert b"\nBcc:" not in raw and b"\nX-Evil:" not in raw  # whatever the Subject says, it is one header
@@ -225,7 +226,7 @@ def test_a_reply_to_outside_the_senders_domain_is_used_or_not_as_configured_and_
     assert cycle(ImapMailbox(account.settings()), store, predictor, settings).ok
     draft, raw = drafts(account)["<foreign-1@example.com>"]
     assert_a_clean_draft(draft, raw, to)
-    [appended] = store.events(by_message_id(store)["<foreign-1@example.com>"].id, "draft-appended")
+    [appended] = store.audit.events(by_message_id(store)["<foreign-1@example.com>"].id, "draft-appended")
     assert "outside the sender's domain (example.com)" in appended.detail["note"]
     config = write_config(tmp_path / "c.toml", [account], Path(str(store.engine.url.database)), tmp_path / "m")
     result = CliRunner().invoke(main, ["--config", str(config), "review"], env={"COLUMNS": "400"})
@@ -254,7 +255,7 @@ def test_a_mail_to_50000_recipients_gets_a_small_draft_to_its_sender_alone(
     report = triage(account, store, predictor, to_all, reply_to_all)
     assert (report.new, report.skipped, report.failed) == (3, 0, 0)
     records = by_message_id(store)
-    assert records["<crowd-1@example.com>"].status == records["<crowd-2@example.com>"].status == ROUTED
+    assert records["<crowd-1@example.com>"].status == records["<crowd-2@example.com>"].status == Status.ROUTED
     found = drafts(account)
     assert_a_clean_draft(*found["<crowd-1@example.com>"], to="tom@example.com")
     assert_a_clean_draft(*found["<crowd-2@example.com>"], to="ann@example.com")  # not a reply to 50,000 people
@@ -268,7 +269,7 @@ def test_a_header_of_50000_non_addresses_records_a_bounded_list_of_defects(
     junk = b", ".join(b"junk%d" % i for i in range(50_000))
     triage(account, store, predictor, letter("<junk-1@example.com>", headers=b"Cc: " + junk + b"\r\n"))
     record = by_message_id(store)["<junk-1@example.com>"]
-    assert record.status == ROUTED
+    assert record.status == Status.ROUTED
     assert any("'junk0' is not an address" in d for d in record.defects)
     assert len(record.defects) == MAX_DEFECTS + 1 and record.defects[-1].endswith("more defects not listed")
     assert_a_clean_draft(*drafts(account)["<junk-1@example.com>"], to="tom@example.com")
@@ -293,7 +294,7 @@ def test_a_25_megabyte_attachment_is_processed_and_its_draft_neither_quotes_nor_
     )  # fmt: skip
     triage(account, store, predictor, big)
     record = by_message_id(store)["<big-1@example.com>"]
-    assert (record.kind, record.status) == ("customer", ROUTED)
+    assert (record.kind, record.status) == ("customer", Status.ROUTED)
     [cut] = [d for d in record.defects if d.startswith("only the first")]  # the zip was not read to its end
     assert f"of {len(big):,} bytes were read" in cut
     draft, raw = drafts(account)["<big-1@example.com>"]
@@ -327,7 +328,7 @@ def test_processing_a_40_megabyte_message_stays_under_twice_the_idle_memory_plus
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     try:
         deadline = time.monotonic() + 60
-        while len(store.messages()) < 1 and time.monotonic() < deadline:
+        while len(store.messages.all()) < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1)
         idle = memory_mib(daemon.pid, "VmRSS")
@@ -341,9 +342,9 @@ def test_processing_a_40_megabyte_message_stays_under_twice_the_idle_memory_plus
         )  # fmt: skip
         assert len(big) > 40 * 1024 * 1024
         account.append_many([big])
-        while len(store.messages()) < 2 and time.monotonic() < deadline + 60:
+        while len(store.messages.all()) < 2 and time.monotonic() < deadline + 60:
             time.sleep(0.1)
-        assert len(store.messages()) == 2
+        assert len(store.messages.all()) == 2
         busy = memory_mib(daemon.pid, "VmHWM")
     finally:
         daemon.terminate()
@@ -379,12 +380,12 @@ def test_a_200_level_nested_multipart_is_recorded_with_its_defect_and_drafted_fr
     records = by_message_id(store)
     for message_id in ("<nest-1@example.com>", "<nest-2@example.com>"):
         assert any("MIME nesting deeper than" in d for d in records[message_id].defects)
-    assert records["<nest-1@example.com>"].status == ROUTED
+    assert records["<nest-1@example.com>"].status == Status.ROUTED
     found = drafts(account)
     text = assert_a_clean_draft(*found["<nest-1@example.com>"], to="tom@example.com")
     assert "> Hello, I would like to return the toaster" in text and "DEEP-INSIDE" not in text
     # Its only text is out of reach: decided on its subject alone, and drafted without quoting what was not read.
-    assert (records["<nest-2@example.com>"].kind, records["<nest-2@example.com>"].status) == ("customer", ROUTED)
+    assert (records["<nest-2@example.com>"].kind, records["<nest-2@example.com>"].status) == ("customer", Status.ROUTED)
     assert "I want a refund" not in assert_a_clean_draft(*found["<nest-2@example.com>"], to="tom@example.com")
     assert_the_normal_customer_is_served(account, store)
 
@@ -407,7 +408,7 @@ def test_nul_bytes_in_headers_and_body_leave_no_trace_in_the_record_or_the_draft
     # 8-bit byte in an ASCII header, decoded best-effort; the next test hands real NULs to the daemon.
     triage(account, store, predictor, NUL_MAIL)
     record = by_message_id(store)["<nul-1@example.com>"]
-    assert record.status == ROUTED and any("8-bit" in d for d in record.defects)
+    assert record.status == Status.ROUTED and any("8-bit" in d for d in record.defects)
     assert "\x00" not in record.subject + record.sender + record.new_text
     draft, raw = drafts(account)["<nul-1@example.com>"]
     text = assert_a_clean_draft(draft, raw, "ann@example.com")
@@ -431,7 +432,7 @@ def test_nul_bytes_delivered_as_they_are_are_removed_from_the_record_and_the_dra
     report = cycle(MaildirMailbox("local", maildir), store, predictor, settings)
     assert (report.new, report.failed) == (2, 0)
     record = by_message_id(store)["<nul-1@example.com>"]
-    assert any("control characters" in d for d in record.defects) and record.status == ROUTED
+    assert any("control characters" in d for d in record.defects) and record.status == Status.ROUTED
     assert (record.subject, record.sender) == ("Refund for order A-20001", "ann@example.com")
     raws = [path.read_bytes() for path in (maildir / ".Drafts" / "cur").iterdir()]
     found = {str(m[ANSWERS_HEADER]): (m, r) for r in raws for m in [email.message_from_bytes(r, policy=policy.default)]}
@@ -456,7 +457,7 @@ def test_invalid_utf8_in_headers_is_recorded_with_its_defect_and_its_draft_is_va
     hostile = letter("<utf8-1@example.com>", sender=name + b" <ann@example.com>", subject=subject)
     triage(account, store, predictor, hostile)
     record = by_message_id(store)["<utf8-1@example.com>"]
-    assert record.status == ROUTED and any("raw 8-bit bytes" in d for d in record.defects)
+    assert record.status == Status.ROUTED and any("raw 8-bit bytes" in d for d in record.defects)
     (record.subject + record.sender).encode("utf-8")  # storable: no lone surrogates
     draft, raw = drafts(account)["<utf8-1@example.com>"]
     assert assert_a_clean_draft(draft, raw, "ann@example.com").splitlines()[0] == greeting
@@ -473,8 +474,8 @@ def test_a_message_id_with_raw_8bit_bytes_neither_stops_the_cycle_nor_spoils_its
 ) -> None:
     report = triage(account, store, predictor, EIGHT_BIT_ID)
     assert (report.new, report.failed) == (2, 0)
-    [record] = [r for r in store.messages() if r.message_id != "<normal-1@example.org>"]
-    assert record.status == ROUTED and record.message_id == "<café-1@example.com>"
+    [record] = [r for r in store.messages.all() if r.message_id != "<normal-1@example.org>"]
+    assert record.status == Status.ROUTED and record.message_id == "<café-1@example.com>"
     [(draft, raw)] = [d for key, d in drafts(account).items() if key != "<normal-1@example.org>"]
     # Not threaded by an id no one could match once encoded; still known by the hash of its content.
     assert_a_clean_draft(draft, raw, "tom@example.com", DRAFT_HEADERS - Counter(["In-Reply-To", "References"]))
@@ -493,10 +494,9 @@ def test_a_message_id_with_raw_8bit_bytes_does_not_stop_the_daemons_deadline_swe
     settings = base.model_copy(update={"categories": categories})
     policy = policy_from_settings(settings)
     assert policy is not None  # deadlines are on by default
-    daemon = Daemon(
-        [ImapMailbox(account.settings())], store, CycleOptions(deadlines=policy), settings.schedule, now,
-        triage_from_settings(settings, predictor), sweeps=[deadline_sweep(settings, store, policy, now)],
-    )  # fmt: skip
+    duties = Duties(CycleOptions(deadlines=policy), triage_from_settings(settings, predictor),
+                    sweeps=[deadline_sweep(settings, store, policy, now)])  # fmt: skip
+    daemon = Daemon([ImapMailbox(account.settings())], store, settings.schedule, duties, now)
     account.append_many([EIGHT_BIT_ID, NORMAL])
     [report] = daemon.run_once()  # the sweep after the cycle looks for the moved messages by Message-ID
     assert (report.new, report.failed, report.ok) == (2, 0, True)
@@ -517,9 +517,9 @@ def test_two_different_mails_sharing_a_message_id_are_both_recorded_and_each_get
         body=b"Hello, I want to return the blender from order B-77777 and get a refund. How do I send it back?\r\n",
     )
     triage(account, store, predictor, first, second)
-    shared = [r for r in store.messages() if r.message_id == "<shared-1@example.com>"]
+    shared = [r for r in store.messages.all() if r.message_id == "<shared-1@example.com>"]
     assert len(shared) == 2 and len({r.content_hash for r in shared}) == 2
-    assert [r.status for r in shared] == [ROUTED, ROUTED]
+    assert [r.status for r in shared] == [Status.ROUTED, Status.ROUTED]
     found = drafts_by_hash(account)
     assert len(found) == 3  # Ann's, Bob's and the normal customer's
     for record, greeting in zip(shared, ("Dear Ann,", "Dear Bob,"), strict=True):
@@ -529,10 +529,10 @@ def test_two_different_mails_sharing_a_message_id_are_both_recorded_and_each_get
     assert "B-77777" in found[answers_hash(shared[1].content_hash)][0]["Subject"]
     # A crash after both APPENDs, before the store knew: each draft is found again by its own mail's content.
     for record in shared:
-        store.set_status(record, PENDING, now=now())
+        store.messages.set_status(record, Status.PENDING, now=now())
     cycle(ImapMailbox(account.settings()), store, predictor, settings_for(account))
     assert len(drafts_by_hash(account)) == 3
-    assert [e.action for e in store.audit_events() if e.action.startswith("draft")].count("draft-exists") == 2
+    assert [e.action for e in store.audit.all() if e.action.startswith("draft")].count("draft-exists") == 2
 
 
 @pytest.mark.dovecot
@@ -548,21 +548,20 @@ def test_two_mails_sharing_a_message_id_moved_into_one_folder_are_each_found_at_
     settings = base.model_copy(update={"categories": categories})
     policy = policy_from_settings(settings)
     assert policy is not None
-    daemon = Daemon(
-        [ImapMailbox(account.settings())], store, CycleOptions(deadlines=policy), settings.schedule, now,
-        triage_from_settings(settings, predictor), sweeps=[deadline_sweep(settings, store, policy, now)],
-    )  # fmt: skip
+    duties = Duties(CycleOptions(deadlines=policy), triage_from_settings(settings, predictor),
+                    sweeps=[deadline_sweep(settings, store, policy, now)])  # fmt: skip
+    daemon = Daemon([ImapMailbox(account.settings())], store, settings.schedule, duties, now)
     first = letter("<shared-2@example.com>", sender=b"Ann <ann@example.com>")
     second = letter("<shared-2@example.com>", sender=b"Bob <bob@example.net>", subject=b"Refund for order B-77777")
     account.append_many([first, second])
     with caplog.at_level(logging.WARNING):
         [report] = daemon.run_once()  # the sweep after the cycle looks for both in Support/Returns
     assert report.ok and not [r for r in caplog.records if "sweep" in r.getMessage()]
-    shared = [r for r in store.messages() if r.message_id == "<shared-2@example.com>"]
+    shared = [r for r in store.messages.all() if r.message_id == "<shared-2@example.com>"]
     assert [r.folder for r in shared] == ["Support/Returns", "Support/Returns"]
     assert len({r.uid for r in shared}) == 2
     for record in shared:
-        assert [e.action for e in store.events(record.id, "found-moved")] == ["found-moved"]
+        assert [e.action for e in store.audit.events(record.id, "found-moved")] == ["found-moved"]
 
 
 def drafts_by_hash(account: Account) -> dict[str, tuple[EmailMessage, bytes]]:
@@ -622,9 +621,9 @@ def test_a_reply_loop_with_another_auto_responder_is_never_answered(
         report = cycle(mailbox, store, predictor, settings)
         assert (report.new, report.skipped, report.failed) == (0, 1, 0)
     assert list(drafts(account)) == ["<normal-1@example.org>"]
-    autos = [r for r in store.messages() if r.message_id.startswith("<auto-")]
+    autos = [r for r in store.messages.all() if r.message_id.startswith("<auto-")]
     assert len(autos) == 5
-    assert {(r.kind, r.status, r.category) for r in autos} == {("auto-reply", SKIPPED, None)}
+    assert {(r.kind, r.status, r.category) for r in autos} == {("auto-reply", Status.SKIPPED, None)}
     assert reason.lower() in parse_message(auto).kind_reason.lower()
 
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mailtriage.cli import main
 from mailtriage.errors import AuthenticationFailed, MailboxError
 from mailtriage.mailbox.imap import ImapMailbox
-from mailtriage.pipeline import CycleOptions, run_cycle
+from mailtriage.pipeline import run_cycle
 from mailtriage.scheduler import Daemon
 from mailtriage.settings import Auth, ScheduleSettings, Secret, Security
 from mailtriage.store import Store
@@ -49,7 +49,7 @@ def test_run_once_records_300_messages_then_none_and_sets_no_seen_flag(
     assert run_once(config) == (0, f"{account.username}: 300 new, 0 skipped, 0 failed\n")
     assert run_once(config) == (0, f"{account.username}: 0 new, 0 skipped, 0 failed\n")
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    assert store.count() == 300 and len({r.message_id for r in store.messages()}) == 300
+    assert store.messages.count() == 300 and len({r.message_id for r in store.messages.all()}) == 300
     flags = account.flags()
     assert len(flags) == 300 and not any(b"\\Seen" in f for f in flags.values())
 
@@ -87,7 +87,7 @@ def test_mail_that_arrived_during_downtime_is_processed_however_old(account: Acc
     account.append_many((letter(n) for n in range(2, 12)), date=long_ago)
     restarted = ImapMailbox(account.settings())
     assert run_cycle(restarted, store, now=now).new == 10
-    assert min(r.received_at for r in store.messages() if r.received_at) == long_ago
+    assert min(r.received_at for r in store.messages.all() if r.received_at) == long_ago
 
 
 def test_a_changed_uidvalidity_on_the_server_reprocesses_nothing(
@@ -104,7 +104,7 @@ def test_a_changed_uidvalidity_on_the_server_reprocesses_nothing(
     )  # fmt: skip
     report = run_cycle(mailbox, store, now=now)
     assert (report.new, report.skipped) == (0, 5)
-    assert {r.uidvalidity for r in store.messages()} == {4242}
+    assert {r.uidvalidity for r in store.messages.all()} == {4242}
 
 
 def test_tls_and_starttls_connect_to_a_server_whose_certificate_is_trusted(
@@ -160,7 +160,7 @@ def test_the_daemon_reconnects_after_the_server_restarts(
     dovecot: DovecotServer, account: Account, store: Store
 ) -> None:
     schedule = ScheduleSettings(backoff_initial=0.1)
-    daemon = Daemon([ImapMailbox(account.settings())], store, CycleOptions(), schedule)
+    daemon = Daemon([ImapMailbox(account.settings())], store, schedule)
     account.append_many([letter(1)])
     assert daemon.cycle(daemon.mailboxes[0]).new == 1
     dovecot.restart()
@@ -173,12 +173,10 @@ def test_the_daemon_reconnects_after_the_server_restarts(
 
 def test_idle_reports_new_mail_within_a_second(account: Account) -> None:
     listener = ImapMailbox(account.settings())
-    assert listener.supports_idle()
+    assert listener.can_wait()
     stop = threading.Event()
     woke: list[float] = []
-    thread = threading.Thread(
-        target=lambda: woke.append(listener.wait_for_mail("INBOX", 30, stop) and time.monotonic())
-    )
+    thread = threading.Thread(target=lambda: woke.append(listener.wait_for_mail(30, stop) and time.monotonic()))
     thread.start()
     time.sleep(0.5)  # let IDLE begin
     sent = time.monotonic()
@@ -194,16 +192,16 @@ def test_the_running_daemon_triages_mail_pushed_by_idle_long_before_its_next_pol
 ) -> None:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     schedule = ScheduleSettings(poll_interval=3600, idle=True)
-    daemon = Daemon([ImapMailbox(account.settings())], store, CycleOptions(), schedule)
+    daemon = Daemon([ImapMailbox(account.settings())], store, schedule)
     runner = threading.Thread(target=daemon.run_forever, kwargs={"install_signals": False})
     runner.start()
     try:
         time.sleep(3.5)  # first poll done, IDLE listening (and, with a short timeout, re-issued a few times)
         account.append_many([letter(1)])
         deadline = time.monotonic() + 5
-        while store.count() == 0 and time.monotonic() < deadline:
+        while store.messages.count() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert store.count() == 1
+        assert store.messages.count() == 1
     finally:
         daemon.stop.set()
         runner.join(timeout=15)

@@ -18,8 +18,6 @@ from mailtriage.demo import SUPPORT_ADDRESS, sample_mail
 from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.models import MessageKind
-from mailtriage.pipeline import ROUTED
-from mailtriage.scheduler import daemon_from_settings
 from mailtriage.settings import (
     DEFAULT_CATEGORIES,
     ClassifierSettings,
@@ -29,7 +27,8 @@ from mailtriage.settings import (
     Settings,
     StoreSettings,
 )
-from mailtriage.store import Store
+from mailtriage.store import Status, Store
+from mailtriage.wiring import daemon_from_settings
 from tests.cyrus import CyrusServer
 from tests.dovecot import Account, write_config
 
@@ -111,7 +110,7 @@ def test_thirty_mixed_mails_are_triaged_alike_on_every_server(
         reports = daemon_from_settings(settings).run_once()
     assert [r.error for r in reports] == [None]
     store = Store(settings.store.url)
-    records = store.messages()
+    records = store.messages.all()
     after_first = everything(account)
 
     # Every message recorded once; every customer mail triaged, the rest never.
@@ -119,13 +118,13 @@ def test_thirty_mixed_mails_are_triaged_alike_on_every_server(
     assert len({(r.message_id, r.content_hash) for r in records}) == len(records)
     customers = [r for r in records if r.kind == MessageKind.CUSTOMER.value]
     assert len(customers) >= 20
-    routed = [r for r in customers if r.status == ROUTED]
-    assert {r.status for r in customers} == {ROUTED}, {r.message_id: (r.status, r.error) for r in customers}
+    routed = [r for r in customers if r.status == Status.ROUTED]
+    assert {r.status for r in customers} == {Status.ROUTED}, {r.message_id: (r.status, r.error) for r in customers}
 
     # One threaded draft each, in the server's own drafts folder.
     drafts_folder = server_name(account, ImapMailbox(account.settings()).special_folder("drafts") or "")
     drafts = [answers for _, answers, _ in after_first[drafts_folder]]
-    drafted = sorted(r.message_id for r in routed if r.route and r.route.get("template"))
+    drafted = sorted(r.message_id for r in routed if r.route and r.route.template)
     assert sorted(drafts) == drafted and len(drafted) == len(set(drafted)) > 0
     others = [r.message_id for r in records if r.kind != MessageKind.CUSTOMER.value]
     assert not set(others) & set(drafts)  # auto-replies, bounces and bulk mail get no draft

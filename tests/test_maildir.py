@@ -53,7 +53,7 @@ def test_a_lost_uid_file_reprocesses_nothing(tmp_path: Path) -> None:
     (tmp_path / "Maildir" / UID_FILE).unlink()
     box.add(letter(5))
     report = run_cycle(MaildirMailbox("local", tmp_path / "Maildir"), store, now=now)
-    assert (report.new, report.skipped, store.count()) == (1, 5, 6)
+    assert (report.new, report.skipped, store.messages.count()) == (1, 5, 6)
 
 
 def test_keywords_a_folder_cannot_keep_are_left_out_and_its_flags_still_set() -> None:

@@ -34,8 +34,8 @@ def test_every_new_message_is_recorded_once_and_a_second_cycle_records_none(stor
     first = run_cycle(mailbox, store, now=clock)
     second = run_cycle(mailbox, store, now=clock)
     assert (first.new, second.new, second.skipped) == (30, 0, 0)
-    assert store.count() == 30
-    assert {r.status for r in store.messages()} == {"unclassified"}
+    assert store.messages.count() == 30
+    assert {r.status for r in store.messages.all()} == {"unclassified"}
 
 
 def test_an_idle_cycle_asks_only_about_the_inbox_and_fetches_nothing(store: Store) -> None:
@@ -73,9 +73,9 @@ def test_a_changed_uidvalidity_reprocesses_nothing_and_still_finds_new_mail(stor
     fill(mailbox, 2, start=20)
     report = run_cycle(mailbox, store, now=clock)
     assert (report.new, report.skipped) == (2, 20)
-    assert store.count() == 22
-    assert {r.uidvalidity for r in store.messages()} == {99}
-    assert any(e.action == "uidvalidity-changed" for e in store.audit_events())
+    assert store.messages.count() == 22
+    assert {r.uidvalidity for r in store.messages.all()} == {99}
+    assert any(e.action == "uidvalidity-changed" for e in store.audit.all())
 
 
 def test_a_backlog_larger_than_the_cycle_cap_is_finished_by_later_cycles(store: Store) -> None:
@@ -84,7 +84,7 @@ def test_a_backlog_larger_than_the_cycle_cap_is_finished_by_later_cycles(store: 
     options = CycleOptions(batch_size=4, max_per_cycle=10)
     reports = [run_cycle(mailbox, store, now=clock, options=options) for _ in range(3)]
     assert [(r.new, r.backlog) for r in reports] == [(10, 15), (10, 5), (5, 0)]
-    assert store.count() == 25
+    assert store.messages.count() == 25
 
 
 def test_the_same_message_delivered_twice_is_processed_once(store: Store) -> None:
@@ -93,7 +93,7 @@ def test_the_same_message_delivered_twice_is_processed_once(store: Store) -> Non
     mailbox.append("INBOX", customer_mail(1))
     report = run_cycle(mailbox, store, now=clock)
     assert (report.new, report.skipped) == (1, 1)
-    assert store.count() == 1
+    assert store.messages.count() == 1
 
 
 def test_two_different_messages_sharing_a_message_id_are_both_processed(store: Store) -> None:
@@ -107,7 +107,7 @@ def test_an_out_of_office_reply_is_recorded_and_never_triaged(store: Store) -> N
     mailbox = MemoryMailbox()
     mailbox.append("INBOX", customer_mail(1, subject="Out of office", extra="Auto-Submitted: auto-replied"))
     report = run_cycle(mailbox, store, now=clock)
-    [record] = store.messages()
+    [record] = store.messages.all()
     assert (report.new, report.skipped) == (0, 1)
     assert (record.kind, record.status) == ("auto-reply", "skipped")
 
@@ -122,7 +122,7 @@ def test_a_stage_that_fails_on_one_message_leaves_it_recorded_as_failed_and_the_
     fill(mailbox, 3)
     report = run_cycle(mailbox, store, now=clock, stages=Triage(classify=stages))
     assert (report.new, report.failed) == (2, 1)
-    failed = [r for r in store.messages() if r.status == "failed"]
+    failed = [r for r in store.messages.all() if r.status == "failed"]
     assert [(r.subject, r.error) for r in failed] == [("Order 1", "ValueError: template missing")]
 
 
@@ -133,7 +133,7 @@ def test_asking_to_stop_ends_the_cycle_after_the_message_in_hand_and_loses_nothi
     report = run_cycle(mailbox, store, now=clock, should_stop=lambda: next(asked, True))
     assert report.new == 3
     assert run_cycle(mailbox, store, now=clock).new == 7
-    assert store.count() == 10
+    assert store.messages.count() == 10
 
 
 def test_messages_removed_by_another_client_before_the_fetch_are_passed_over(store: Store) -> None:
@@ -153,8 +153,8 @@ def test_every_recorded_message_has_an_audit_event(store: Store, status_before: 
         run_cycle(mailbox, store, now=clock)
         fill(mailbox, 2, start=4)
     run_cycle(mailbox, store, now=clock)
-    recorded = [e for e in store.audit_events() if e.action == "recorded"]
-    assert sorted(e.message for e in recorded) == [r.id for r in store.messages()]
+    recorded = [e for e in store.audit.all() if e.action == "recorded"]
+    assert sorted(e.message for e in recorded) == [r.id for r in store.messages.all()]
 
 
 def test_history_older_than_the_backfill_window_of_the_first_sync_is_recorded_but_not_triaged(store: Store) -> None:
@@ -165,7 +165,7 @@ def test_history_older_than_the_backfill_window_of_the_first_sync_is_recorded_bu
     triage = Triage(classify=lambda parsed: Classification("billing", "billing", 0.9, "en", "m"))
     reports = [run_cycle(mailbox, store, now=clock, options=options, stages=triage) for _ in range(3)]
     assert [(r.new, r.skipped) for r in reports] == [(0, 1), (0, 1), (1, 0)]
-    assert [(r.status, r.category) for r in store.messages()] == [
+    assert [(r.status, r.category) for r in store.messages.all()] == [
         ("skipped", None),
         ("skipped", None),
         ("classified", "billing"),
@@ -194,10 +194,10 @@ def test_where_the_server_cannot_move_a_routed_message_keeps_its_keywords_in_pla
         route=lambda parsed, classification: decision,
     )
     run_cycle(mailbox, store, now=clock, stages=triage)
-    [record] = store.messages()
+    [record] = store.messages.all()
     assert record.status == "routed" and record.folder == "INBOX"
     assert mailbox.folder("INBOX")[0][1] == frozenset({"$Billing"})
-    [event] = store.events(record.id, "not-moved")
+    [event] = store.audit.events(record.id, "not-moved")
     assert event.detail["to"] == "Support/Billing" and "UIDPLUS" in event.detail["why"]
 
 
@@ -225,7 +225,7 @@ def test_a_message_moved_before_a_crash_could_audit_it_is_audited_as_found_moved
         run_cycle(mailbox, store, now=clock, stages=triage)
     mailbox.dying = False
     run_cycle(mailbox, store, now=clock, stages=triage)  # the restart
-    [record] = store.messages()
-    assert record.status == "routed" and not store.events(record.id, "moved")
-    [event] = store.events(record.id, "found-moved")
+    [record] = store.messages.all()
+    assert record.status == "routed" and not store.audit.events(record.id, "moved")
+    [event] = store.audit.events(record.id, "found-moved")
     assert event.detail == {"from": "INBOX", "route": "Support/Billing", "move_begun": True}

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from PIL import Image
 from rich.console import Console
 
-from mailtriage.deadlines import Calendar, Policy
+from mailtriage.deadlines import Calendar, Policy, State
 from mailtriage.models import Classification, RawMessage, RouteDecision
 from mailtriage.parse import parse_message
 from mailtriage.report import Report, Row, build_report, chart, render, to_csv, to_json
-from mailtriage.store import MessageRecord, Store
+from mailtriage.store import MessageRecord, Outcome, Status, Store
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RECEIVED = datetime(2026, 11, 17, 9, 0, tzinfo=UTC)  # a Tuesday, 10:00 in Paris
@@ -405,10 +405,10 @@ def populate(store: Store, count: int, now: datetime) -> None:
             raw = RawMessage("INBOX", 1, number, data, internal_date=at)
             parsed = parse_message(data, internal_date=at)
             if draw < 0.04:
-                store.record("support", raw, parsed, status="ignored", now=at)
+                store.messages.record("support", raw, parsed, Outcome(Status.SKIPPED), at)
                 continue
             if draw < 0.08:
-                store.record("support", raw, parsed, status="skipped", now=at)
+                store.messages.record("support", raw, parsed, Outcome(Status.SKIPPED), at)
                 continue
             confidence = round(rng.uniform(0.35, 0.99), 3)
             classification = Classification(
@@ -418,15 +418,15 @@ def populate(store: Store, count: int, now: datetime) -> None:
             decision = RouteDecision(classification.category, decided_by, f"{category} at {confidence}")
             if draw < 0.16 and intended:
                 thread = rng.choice(list(intended))
-                store.record("support", raw, parsed, status="routed", now=at, classification=classification,
-                             decision=decision, thread_of=thread)  # fmt: skip
+                outcome = Outcome(Status.ROUTED, classification, decision, thread_of=thread)
+                store.messages.record("support", raw, parsed, outcome, at)
                 continue
             due_at = POLICY.due(at, decision.category)
-            message = store.record("support", raw, parsed, status="routed", now=at, classification=classification,
-                                   decision=decision, due_at=due_at)  # fmt: skip
+            outcome = Outcome(Status.ROUTED, classification, decision, due_at=due_at)
+            message = store.messages.record("support", raw, parsed, outcome, at)
             intended[message] = category
     with store.batch():
-        for record in store.messages("support"):
+        for record in store.messages.all("support"):
             if record.id in intended:
                 _follow(store, record, intended[record.id], rng, now)
 
@@ -435,17 +435,19 @@ def _follow(store: Store, record: MessageRecord, intended: str, rng: random.Rand
     """What happened to a message after it was recorded: re-filed, answered (on time or late), breached."""
     assert record.received_at is not None and record.due_at is not None
     if record.category == "needs-triage" and rng.random() < 0.8:
-        store.recategorize(record, intended, how="keyword", now=record.received_at + timedelta(hours=1))
+        store.messages.correct(record, intended, by="keyword", now=record.received_at + timedelta(hours=1))
     elif rng.random() < 0.05:
-        store.recategorize(record, rng.choice(CATEGORIES), how="keyword", now=record.received_at + timedelta(hours=1))
+        store.messages.correct(
+            record, rng.choice(CATEGORIES), by="keyword", now=record.received_at + timedelta(hours=1)
+        )
     late = rng.random() < 0.2
     answered = record.received_at + timedelta(hours=rng.uniform(24, 60) if late else rng.uniform(0.3, 23))
     if rng.random() < 0.85 and answered <= now:
         if answered > record.due_at:
-            store.transition(record, "breached", (), now=record.due_at)
-        store.answer(record, answered, "sent-reply", now=answered)
+            store.deadlines.transition(record, State.BREACHED, (), now=record.due_at)
+        store.deadlines.answer(record, answered, "sent-reply", now=answered)
     elif record.due_at <= now:
-        store.transition(record, "breached", (), now=record.due_at)
+        store.deadlines.transition(record, State.BREACHED, (), now=record.due_at)
 
 
 COUNTED = "kind = 'customer' AND status != 'skipped' AND thread_of IS NULL"
@@ -465,7 +467,7 @@ TOTALS = f"""
 
 def test_a_report_on_a_real_store_matches_what_was_recorded(store: Store) -> None:
     populate(store, 300, NOW)
-    report = build_report(store.recent(limit=10_000), policy=POLICY, threshold=THRESHOLD, now=NOW)
+    report = build_report(store.messages.recent(limit=10_000), policy=POLICY, threshold=THRESHOLD, now=NOW)
     with store.engine.connect() as db:
         expected = {row.category: row for row in db.execute(sa.text(TOTALS))}
         query = f"SELECT id, coalesce(corrected, category) FROM messages WHERE {COUNTED}"
@@ -473,7 +475,7 @@ def test_a_report_on_a_real_store_matches_what_was_recorded(store: Store) -> Non
         everything = db.execute(sa.text("SELECT count(*) FROM messages")).scalar_one()
     assert set(CATEGORIES) <= set(expected) and sum(row.volume for row in expected.values()) < everything
     answers: dict[str, list[float]] = {}
-    for event in store.audit_events("support"):
+    for event in store.audit.all("support"):
         if event.action == "answered" and event.message in categories:
             answers.setdefault(categories[event.message], []).append(event.detail["response_seconds"] / 3600)
     for total in report.totals:

@@ -22,8 +22,7 @@ from mailtriage.compliance import Approval, content_hash, template_names, write_
 from mailtriage.corrections import scan_keyword_corrections
 from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.mailbox.imap import ImapMailbox
-from mailtriage.pipeline import NEEDS_HUMAN, PENDING, ROUTED, run_cycle
-from mailtriage.scheduler import daemon_from_settings, triage_from_settings
+from mailtriage.pipeline import run_cycle
 from mailtriage.settings import (
     DEFAULT_CATEGORIES,
     ClassifierSettings,
@@ -35,8 +34,9 @@ from mailtriage.settings import (
     SmtpSettings,
     StoreSettings,
 )
-from mailtriage.store import Store
+from mailtriage.store import Status, Store
 from mailtriage.training import store_examples
+from mailtriage.wiring import daemon_from_settings, triage_from_settings
 from tests.dovecot import Account, free_port
 
 pytestmark = pytest.mark.dovecot
@@ -105,8 +105,8 @@ def test_a_french_return_request_is_filed_with_its_keyword_and_gets_a_threaded_f
     assert draft["To"].addresses[0].display_name == "Renée Lefèvre"
     body = draft.get_content()
     assert "Bonjour Renée Lefèvre" in body and "A-10487" in body and "> Je souhaite retourner la cafetière" in body
-    [record] = store.messages()
-    assert (record.category, record.status, record.decided_by) == ("return-refund", ROUTED, "model")
+    [record] = store.messages.all()
+    assert (record.category, record.status, record.decided_by) == ("return-refund", Status.ROUTED, "model")
 
 
 def test_a_restart_after_the_drafts_append_leaves_exactly_one_draft(
@@ -117,13 +117,13 @@ def test_a_restart_after_the_drafts_append_leaves_exactly_one_draft(
     cycle(account, store, seed_model, settings)
     # What a kill between the APPEND and the store's commit leaves: the draft is on the server, while the store
     # still says the message's changes are pending.
-    [record] = store.messages()
-    store.set_status(record, PENDING, now=now())
+    [record] = store.messages.all()
+    store.messages.set_status(record, Status.PENDING, now=now())
     cycle(account, store, seed_model, settings)
     drafts = folder_messages(account, "Drafts")
     assert [d[ANSWERS_HEADER] for d, _ in drafts] == ["<retour-1@example.org>"]
-    assert store.messages()[0].status == ROUTED
-    assert [e.action for e in store.audit_events() if e.action.startswith("draft")] == [
+    assert store.messages.all()[0].status == Status.ROUTED
+    assert [e.action for e in store.audit.all() if e.action.startswith("draft")] == [
         "draft-appending",
         "draft-appended",
         "draft-exists",  # searched for only because an APPEND had been begun
@@ -136,7 +136,7 @@ def test_an_override_rule_beats_the_classifier_and_review_shows_it(
     rule = Rule(name="key account", sender=r"@example\.org$", category="billing")
     account.append_many([FRENCH_RETURN])
     cycle(account, store, seed_model, settings_for(account, rules=(rule,)))
-    [record] = store.messages()
+    [record] = store.messages.all()
     assert (record.category, record.decided_by) == ("billing", "rule:key account")
     assert [m["Message-ID"] for m, _ in folder_messages(account, "Support.Billing")] == ["<retour-1@example.org>"]
     config = tmp_path / "review.toml"
@@ -158,7 +158,7 @@ def test_an_out_of_office_reply_a_bounce_and_an_unsure_message_get_no_draft(
     account.append_many([OUT_OF_OFFICE, FRENCH_RETURN])
     cycle(account, store, seed_model, settings)
     assert folder_messages(account, "Drafts") == []
-    assert sorted((r.kind, r.category) for r in store.messages()) == [
+    assert sorted((r.kind, r.category) for r in store.messages.all()) == [
         ("auto-reply", None),
         ("customer", "needs-triage"),
     ]
@@ -183,11 +183,11 @@ def test_a_template_with_an_undefined_variable_leaves_that_message_flagged_in_th
     [(original, flags)] = folder_messages(account, "INBOX")
     assert b"\\Flagged" in flags and b"$NeedsHuman" in flags
     assert folder_messages(account, "Drafts") == []
-    [record] = store.messages()
-    assert record.status == NEEDS_HUMAN and "customer_nmae" in (record.error or "")
+    [record] = store.messages.all()
+    assert record.status == Status.NEEDS_HUMAN and "customer_nmae" in (record.error or "")
     assert "customer_nmae" in caplog.text
     assert any(
-        e.action == f"status:{NEEDS_HUMAN}" and "customer_nmae" in e.detail["error"] for e in store.audit_events()
+        e.action == f"status:{Status.NEEDS_HUMAN}" and "customer_nmae" in e.detail["error"] for e in store.audit.all()
     )
 
 
@@ -208,15 +208,15 @@ def test_an_agents_move_to_another_categorys_folder_is_a_correction_that_trainin
     client.move(client.search(["ALL"]), "Support.Billing")  # what an agent does in their mail client
     client.logout()
     daemon_from_settings(settings).run_once()  # its sweep after the cycle reads the categories' folders
-    [record] = store.messages()
+    [record] = store.messages.all()
     assert (record.category, record.corrected, record.folder) == ("return-refund", "billing", "Support/Billing")
-    assert [e.detail for e in store.audit_events() if e.action == "corrected"] == [
-        {"from": "return-refund", "to": "billing", "folder": "Support/Billing"}
+    assert [e.detail for e in store.audit.all() if e.action == "corrected"] == [
+        {"from": "return-refund", "to": "billing", "by": "folder", "folder": "Support/Billing"}
     ]
     [example] = store_examples(store, fallback="needs-triage")
     assert example.label == "billing" and "cafetière" in example.text
     daemon_from_settings(settings).run_once()  # nothing new: the correction is recorded once
-    assert len([e for e in store.audit_events() if e.action == "corrected"]) == 1
+    assert len([e for e in store.audit.all() if e.action == "corrected"]) == 1
 
 
 OTHERS = [
@@ -281,8 +281,8 @@ def test_a_categorys_team_is_notified_once_through_smtp(account: Account, store:
         settings = base.model_copy(update={"categories": categories, "smtp": smtp})
         account.append_many([FRENCH_RETURN])
         cycle(account, store, seed_model, settings)
-        [record] = store.messages()
-        store.set_status(record, PENDING, now=now())  # as if a crash came before the status was saved
+        [record] = store.messages.all()
+        store.messages.set_status(record, Status.PENDING, now=now())  # as if a crash came before the status was saved
         cycle(account, store, seed_model, settings)
     finally:
         controller.stop()
@@ -290,7 +290,7 @@ def test_a_categorys_team_is_notified_once_through_smtp(account: Account, store:
     notification = email.message_from_bytes(received[0], policy=policy.default)
     assert notification["To"] == "returns-team@example.com" and "return-refund" in notification["Subject"]
     assert notification["Auto-Submitted"] == "auto-generated"
-    assert [e.action for e in store.audit_events()].count("notified") == 1
+    assert [e.action for e in store.audit.all()].count("notified") == 1
 
 
 def test_an_agents_change_of_category_keyword_is_a_correction(account: Account, store: Store, seed_model: Path) -> None:
@@ -306,11 +306,11 @@ def test_an_agents_change_of_category_keyword_is_a_correction(account: Account, 
     client.logout()
     keywords = {f"${c.name}": c.name for c in DEFAULT_CATEGORIES}
     mailbox = ImapMailbox(account.settings())
-    assert scan_keyword_corrections(mailbox, store, keywords, now(), timedelta(days=14)) == 1
-    assert scan_keyword_corrections(mailbox, store, keywords, now(), timedelta(days=14)) == 0
-    [record] = store.messages()
+    assert scan_keyword_corrections(mailbox, store, keywords, now, timedelta(days=14)) == 1
+    assert scan_keyword_corrections(mailbox, store, keywords, now, timedelta(days=14)) == 0
+    [record] = store.messages.all()
     assert (record.category, record.corrected) == ("return-refund", "billing")
-    assert [e.detail for e in store.audit_events() if e.action == "corrected"] == [
+    assert [e.detail for e in store.audit.all() if e.action == "corrected"] == [
         {"from": "return-refund", "to": "billing", "by": "keyword"}
     ]
     assert [e.label for e in store_examples(store, fallback="needs-triage")] == ["billing"]
@@ -331,8 +331,8 @@ def test_an_edited_template_stops_drafting_and_fails_the_check_until_it_is_appro
     account.append_many([FRENCH_RETURN])
     cycle(account, store, seed_model, settings)
     assert folder_messages(account, "Drafts") == []
-    [record] = store.messages()
-    assert record.status == NEEDS_HUMAN and "changed since" in (record.error or "")
+    [record] = store.messages.all()
+    assert record.status == Status.NEEDS_HUMAN and "changed since" in (record.error or "")
     approve = ["--config", str(config), "templates", "approve", "return-refund/fr", "--by", "A. Martin"]
     assert CliRunner().invoke(main, approve).exit_code == 0
     assert CliRunner().invoke(main, ["--config", str(config), "templates", "check"]).exit_code == 0

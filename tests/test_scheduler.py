@@ -8,8 +8,8 @@ import pytest
 from mailtriage.draft import Draft
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.models import Classification, ParsedEmail, RouteDecision
-from mailtriage.pipeline import CycleOptions, Triage
-from mailtriage.scheduler import NO_SKIPPED_RUNS, Daemon, backoff
+from mailtriage.pipeline import Triage
+from mailtriage.scheduler import NO_SKIPPED_RUNS, Daemon, Duties, backoff
 from mailtriage.settings import ScheduleSettings
 from mailtriage.store import Store
 
@@ -37,7 +37,7 @@ def test_an_unexpected_error_in_one_mailboxs_cycle_is_logged_and_the_other_mailb
     for mailbox, subject in zip(mailboxes, ("Broken", "Fine"), strict=True):
         mailbox.append("INBOX", f"From: a@example.org\r\nSubject: {subject}\r\n\r\nMy kettle.\r\n".encode())
     stages = Triage(classify=classify, route=route, draft=draft)
-    daemon = Daemon(mailboxes, store, CycleOptions(), ScheduleSettings(), stages=stages)
+    daemon = Daemon(mailboxes, store, ScheduleSettings(), Duties(stages=stages))
     with caplog.at_level(logging.INFO):
         first, second = daemon.run_once()
     assert not first.ok and "a bug in a stage" in str(first.error) and second.ok
@@ -58,7 +58,7 @@ class RecordingScheduler:
 def test_mail_announced_by_idle_during_a_running_cycle_is_looked_for_right_after_it(store: Store) -> None:
     mailbox = MemoryMailbox("support")
     scheduler = RecordingScheduler()
-    daemon = Daemon([mailbox], store, CycleOptions(), ScheduleSettings())
+    daemon = Daemon([mailbox], store, ScheduleSettings())
     running = daemon.cycle
 
     def cycle_during_which_mail_arrives(box: MemoryMailbox) -> object:

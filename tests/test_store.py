@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from mailtriage.errors import StoreError
 from mailtriage.models import RawMessage
 from mailtriage.parse import parse_message
-from mailtriage.store import Store, SyncState
+from mailtriage.store import Outcome, Status, Store, SyncState
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 DATA = b"From: Ann <ann@example.com>\nSubject: Broken kettle\nMessage-ID: <k1@example.com>\n\nIt leaks.\n"
@@ -19,12 +19,12 @@ def test_a_new_store_is_migrated_to_the_latest_schema_and_reopening_keeps_its_da
     url = f"sqlite:///{tmp_path / 'store.db'}"
     store = Store(url)
     raw = RawMessage("INBOX", 7, 3, DATA, internal_date=NOW)
-    store.record("support", raw, parse_message(DATA, internal_date=NOW), status="unclassified", now=NOW)
+    store.messages.record("support", raw, parse_message(DATA, internal_date=NOW), Outcome(Status.UNCLASSIFIED), NOW)
     store.close()
     reopened = Store(url)
-    [record] = reopened.messages()
+    [record] = reopened.messages.all()
     assert (record.subject, record.uid, record.received_at) == ("Broken kettle", 3, NOW)
-    assert reopened.sync_state("support", "INBOX") == SyncState(uidvalidity=7, last_uid=3)
+    assert reopened.sync.get("support", "INBOX") == SyncState(uidvalidity=7, last_uid=3)
     with reopened.engine.connect() as db:
         assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0006"
     reopened.close()
@@ -32,18 +32,18 @@ def test_a_new_store_is_migrated_to_the_latest_schema_and_reopening_keeps_its_da
 
 def test_recording_the_same_location_twice_is_refused(store: Store) -> None:
     raw = RawMessage("INBOX", 7, 3, DATA)
-    store.record("support", raw, parse_message(DATA), status="unclassified", now=NOW)
+    store.messages.record("support", raw, parse_message(DATA), Outcome(Status.UNCLASSIFIED), NOW)
     with pytest.raises(StoreError):
-        store.record("support", raw, parse_message(DATA), status="unclassified", now=NOW)
-    assert store.count() == 1
+        store.messages.record("support", raw, parse_message(DATA), Outcome(Status.UNCLASSIFIED), NOW)
+    assert store.messages.count() == 1
 
 
 def test_the_audit_log_is_append_only(store: Store) -> None:
-    store.audit("support", "test", {"n": 1}, now=NOW)
+    store.audit.add("support", "test", {"n": 1}, now=NOW)
     for statement in ("UPDATE audit_log SET action = 'changed'", "DELETE FROM audit_log"):
         with pytest.raises(sa.exc.DatabaseError, match="append-only"), store.engine.begin() as db:
             db.execute(sa.text(statement))
-    assert [e.action for e in store.audit_events()] == ["test"]
+    assert [e.action for e in store.audit.all()] == ["test"]
 
 
 def test_a_store_that_cannot_be_opened_is_one_clear_error(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from mailtriage.cli import main
 from mailtriage.models import Classification, RawMessage, RouteDecision
 from mailtriage.parse import parse_message
+from mailtriage.store import Outcome, Status
 from mailtriage.terminal import CleanFormatter, cell, clean
 from tests.test_cli import store_config
 
@@ -31,9 +32,11 @@ def hostile_store(tmp_path: Path) -> Path:
     parsed = parse_message(data, internal_date=now)
     classification = Classification("billing", "billing", 0.9, "en", "m")
     decision = RouteDecision("billing", "model", f"because {MARKUP}", folder="Support/[bold]x[/bold]")
-    store.record("support", RawMessage("INBOX", 1, 1, data, frozenset(), now), parsed, status="routed", now=now,
-                 classification=classification, decision=decision, due_at=now + timedelta(hours=2))  # fmt: skip
-    store.cycle_done("support", error=f"mailbox 'support': the server said {MARKUP} {ESCAPES}", backlog=0, now=now)
+    outcome = Outcome(Status.ROUTED, classification, decision, due_at=now + timedelta(hours=2))
+    store.messages.record("support", RawMessage("INBOX", 1, 1, data, frozenset(), now), parsed, outcome, now)
+    store.health.cycle_done(
+        "support", error=f"mailbox 'support': the server said {MARKUP} {ESCAPES}", backlog=0, now=now
+    )
     return path
 
 

@@ -8,7 +8,7 @@ import email
 import http.server
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import policy as email_policy
@@ -23,7 +23,6 @@ from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.notify import Webhook
 from mailtriage.pipeline import CycleOptions, run_cycle
-from mailtriage.scheduler import daemon_from_settings, deadline_sweep
 from mailtriage.settings import (
     ClassifierSettings,
     DeadlineSettings,
@@ -33,13 +32,19 @@ from mailtriage.settings import (
     SmtpSettings,
     StoreSettings,
 )
-from mailtriage.store import Store
+from mailtriage.store import Status, Store
 from mailtriage.watch import OVERDUE_KEYWORD, SOON_KEYWORD, Signals, sweep_deadlines
+from mailtriage.wiring import daemon_from_settings, deadline_sweep
 from tests.dovecot import Account, free_port
 
 T0 = datetime(2026, 11, 16, 8, 0, tzinfo=UTC)
 """When the customer's message arrives (its INTERNALDATE): in the past, since a server files a future date as now."""
 POLICY = Policy(target=timedelta(hours=24), warning=WarningRule(left=timedelta(hours=4)))
+
+
+def stopped_at(moment: datetime) -> Callable[[], datetime]:
+    """A clock stopped at ``moment``."""
+    return lambda: moment
 
 
 def question(number: int, **headers: str) -> bytes:
@@ -146,7 +151,7 @@ def test_a_message_turns_warning_then_breached_with_one_flag_keyword_email_and_p
 ) -> None:
     account.append_many([question(1)], date=T0)
     intake(account, store, T0 + timedelta(minutes=1))
-    [record] = store.messages()
+    [record] = store.messages.all()
     assert record.due_at == T0 + timedelta(hours=24) and record.deadline_state == "on-track"
     mailbox = ImapMailbox(account.settings())
     settings = settings_for(account, smtp, webhook)
@@ -174,7 +179,7 @@ def test_a_message_turns_warning_then_breached_with_one_flag_keyword_email_and_p
     assert flags_of(account) == {b"\\Flagged", SOON_KEYWORD.encode(), OVERDUE_KEYWORD.encode()}
     assert [post["event"] for post in webhook.posts] == ["deadline.warning", "deadline.breached"]
     assert len(smtp.mails) == 2 and "1 overdue" in smtp.mails[1]["Subject"]
-    assert [e.action for e in store.audit_events() if e.action.startswith("deadline:")] == [
+    assert [e.action for e in store.audit.all() if e.action.startswith("deadline:")] == [
         "deadline:warning",
         "deadline:breached",
     ]
@@ -188,13 +193,13 @@ def test_a_reply_filed_in_sent_stops_the_clock_and_records_the_response_time(
     account.append_many([question(2)], date=T0)
     intake(account, store, T0 + timedelta(minutes=1))
     account.append_many([reply_to(2)], folder="Sent", date=T0 + timedelta(hours=3, minutes=30))
-    sweep_deadlines(ImapMailbox(account.settings()), store, POLICY, T0 + timedelta(hours=3, minutes=31))
-    [record] = store.messages()
+    sweep_deadlines(ImapMailbox(account.settings()), store, POLICY, stopped_at(T0 + timedelta(hours=3, minutes=31)))
+    [record] = store.messages.all()
     assert record.deadline_state == "answered" and record.answered_how == "reply in Sent"
     assert record.answered_at == T0 + timedelta(hours=3, minutes=30)
     assert record.response_time == timedelta(hours=3, minutes=30)
     assert b"\\Seen" not in flags_of(account, "Sent")  # the reply's headers were read with BODY.PEEK
-    [answered] = [e for e in store.audit_events() if e.action == "answered"]
+    [answered] = [e for e in store.audit.all() if e.action == "answered"]
     assert answered.detail["response_seconds"] == 3.5 * 3600 and answered.detail["within_target"] is True
 
     settings = settings_for(account, smtp, webhook)
@@ -208,14 +213,14 @@ def test_the_answered_flag_a_mail_client_sets_stops_the_clock(account: Account, 
     account.append_many([question(3)], date=T0)
     intake(account, store, T0 + timedelta(minutes=1))
     mailbox = ImapMailbox(account.settings())
-    sweep_deadlines(mailbox, store, POLICY, T0 + timedelta(hours=1))
-    assert store.messages()[0].deadline_state == "on-track"
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=1)))
+    assert store.messages.all()[0].deadline_state == "on-track"
     client = account.client()
     client.select_folder("INBOX")
     client.add_flags([1], [b"\\Answered"])
     client.logout()
-    sweep_deadlines(mailbox, store, POLICY, T0 + timedelta(hours=2))
-    [record] = store.messages()
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=2)))
+    [record] = store.messages.all()
     assert (record.deadline_state, record.answered_how) == ("answered", "\\Answered flag")
     assert record.response_time == timedelta(hours=2)
 
@@ -226,16 +231,23 @@ def test_a_message_moved_by_its_route_is_found_in_its_folder_for_flags_and_answe
 ) -> None:
     account.append_many([question(4)], date=T0)
     intake(account, store, T0 + timedelta(minutes=1))
-    [record] = store.messages()
-    store.set_status(record, "routed", now=T0)
-    with store._transaction() as db:  # noqa: SLF001 - the route as the pipeline records it
+    [record] = store.messages.all()
+    store.messages.set_status(record, Status.ROUTED, now=T0)
+    with store.database.transaction() as db:  # the route as the pipeline records it
         db.execute(
-            store.messages_table.update().values(route={"category": "order-delivery", "folder": "Support/Orders"})
+            store.messages.table.update().values(
+                route={
+                    "category": "order-delivery",
+                    "decided_by": "model",
+                    "reason": "test",
+                    "folder": "Support/Orders",
+                }
+            )
         )
     mailbox = ImapMailbox(account.settings())
     mailbox.move("INBOX", 1, "Support/Orders")
-    sweep_deadlines(mailbox, store, POLICY, T0 + timedelta(hours=21))
-    [record] = store.messages()
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=21)))
+    [record] = store.messages.all()
     assert (record.folder, record.deadline_state) == ("Support/Orders", "warning")
     assert SOON_KEYWORD.encode() in flags_of(account, "Support.Orders")  # the server's own separator
 
@@ -256,15 +268,15 @@ def test_a_follow_up_in_the_same_thread_before_an_answer_does_not_restart_the_cl
     follow_up = question(6, **{"In-Reply-To": "<question-5@example.org>"}).replace(b"question-6", b"follow-up-5")
     mailbox.append("INBOX", follow_up, internal_date=T0 + timedelta(hours=10))
     run_cycle(mailbox, store, now=lambda: T0 + timedelta(hours=10), options=CycleOptions(deadlines=POLICY))
-    first, second = store.messages()
+    first, second = store.messages.all()
     assert first.due_at == T0 + timedelta(hours=24)
     assert (second.due_at, second.deadline_state, second.thread_of) == (None, None, first.id)
 
     # The agent answers the follow-up only: that answers the thread, at the first message's clock.
     mailbox.append("Sent", reply_to(5).replace(b"<question-5@example.org>", b"<follow-up-5@example.org>"),
                    internal_date=T0 + timedelta(hours=12))  # fmt: skip
-    sweep_deadlines(mailbox, store, POLICY, T0 + timedelta(hours=12, minutes=1))
-    first, second = store.messages()
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=12, minutes=1)))
+    first, second = store.messages.all()
     assert first.deadline_state == "answered" and first.response_time == timedelta(hours=12)
 
 
@@ -272,12 +284,12 @@ def test_a_follow_up_after_the_answer_is_a_new_question_with_its_own_clock(store
     mailbox = memory_with(question(7))
     run_cycle(mailbox, store, now=lambda: T0, options=CycleOptions(deadlines=POLICY))
     mailbox.append("Sent", reply_to(7), internal_date=T0 + timedelta(hours=1))
-    sweep_deadlines(mailbox, store, POLICY, T0 + timedelta(hours=1))
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=1)))
     later = T0 + timedelta(hours=5)
     again = question(8, **{"In-Reply-To": "<reply-7@example.com>", "References": "<question-7@example.org>"})
     mailbox.append("INBOX", again, internal_date=later)
     run_cycle(mailbox, store, now=lambda: later, options=CycleOptions(deadlines=POLICY))
-    second = store.messages()[1]
+    second = store.messages.all()[1]
     assert (second.due_at, second.deadline_state, second.thread_of) == (later + timedelta(hours=24), "on-track", None)
 
 
@@ -285,7 +297,7 @@ def test_automatic_mail_gets_no_deadline(store: Store) -> None:
     bounce = question(9, **{"Auto-Submitted": "auto-replied"})
     mailbox = memory_with(bounce)
     run_cycle(mailbox, store, now=lambda: T0, options=CycleOptions(deadlines=POLICY))
-    [record] = store.messages()
+    [record] = store.messages.all()
     assert (record.status, record.due_at, record.deadline_state) == ("skipped", None, None)
 
 
@@ -297,14 +309,14 @@ def test_a_failing_webhook_is_tried_again_at_the_next_sweep_and_posts_once_it_wo
     signals = Signals(webhook=Webhook(webhook.url, timeout=5).post)
     webhook.answers = [500, 503]
     at = T0 + timedelta(hours=21)
-    first = sweep_deadlines(mailbox, store, POLICY, at, signals)
-    second = sweep_deadlines(mailbox, store, POLICY, at + timedelta(minutes=1), signals)
+    first = sweep_deadlines(mailbox, store, POLICY, stopped_at(at), signals)
+    second = sweep_deadlines(mailbox, store, POLICY, stopped_at(at + timedelta(minutes=1)), signals)
     assert (first.failed, second.failed, webhook.posts) == (1, 1, [])
-    third = sweep_deadlines(mailbox, store, POLICY, at + timedelta(minutes=2), signals)
-    fourth = sweep_deadlines(mailbox, store, POLICY, at + timedelta(minutes=3), signals)
+    third = sweep_deadlines(mailbox, store, POLICY, stopped_at(at + timedelta(minutes=2)), signals)
+    fourth = sweep_deadlines(mailbox, store, POLICY, stopped_at(at + timedelta(minutes=3)), signals)
     assert (third.signalled, fourth.signalled) == (1, 0)
     assert [post["event"] for post in webhook.posts] == ["deadline.warning"]
-    failures = [e for e in store.audit_events() if e.action == "deadline-signal-failed"]
+    failures = [e for e in store.audit.all() if e.action == "deadline-signal-failed"]
     assert len(failures) == 2 and "500" in failures[0].detail["error"]
     assert "T0KEN" not in failures[0].detail["error"]  # the URL's path (its token) is never written down
 
@@ -324,12 +336,12 @@ def test_an_unreachable_digest_server_never_stops_the_flags_and_is_retried(store
 
     signals = Signals(digest=digest)
     at = T0 + timedelta(hours=21)
-    report = sweep_deadlines(mailbox, store, POLICY, at, signals)
+    report = sweep_deadlines(mailbox, store, POLICY, stopped_at(at), signals)
     assert (report.signalled, report.failed) == (1, 1)  # the flags went on; the digest did not
     assert SOON_KEYWORD in mailbox.flags("INBOX", [1])[1]
     down = False
-    sweep_deadlines(mailbox, store, POLICY, at + timedelta(minutes=1), signals)
-    sweep_deadlines(mailbox, store, POLICY, at + timedelta(minutes=2), signals)
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(at + timedelta(minutes=1)), signals)
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(at + timedelta(minutes=2)), signals)
     assert sent == ["[mailtriage] support: 1 due soon"]
 
 
@@ -344,10 +356,10 @@ def test_a_message_answered_before_its_signals_were_given_gets_none(store: Store
         raise NotifyError("down")
 
     at = T0 + timedelta(hours=21)
-    sweep_deadlines(mailbox, store, POLICY, at, Signals(webhook=failing))
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(at), Signals(webhook=failing))
     mailbox.set_flags("INBOX", 1, {"\\Answered"})
-    sweep_deadlines(mailbox, store, POLICY, at + timedelta(minutes=1), Signals(webhook=posts.append))
-    assert posts == [] and store.pending_signals("support") == []
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(at + timedelta(minutes=1)), Signals(webhook=posts.append))
+    assert posts == [] and store.deadlines.owed("support") == []
 
 
 @pytest.mark.dovecot
@@ -367,7 +379,7 @@ def test_the_daemon_sweeps_deadlines_after_its_cycle_and_finds_the_message_where
     account.append_many([FRENCH_RETURN], date=T0)  # a week ago: overdue as soon as it is read
     daemon_from_settings(settings).run_once()
     daemon_from_settings(settings).run_once()
-    [record] = store.messages()
+    [record] = store.messages.all()
     assert (record.folder, record.deadline_state) == ("Support/Returns", "breached")
     assert OVERDUE_KEYWORD.encode() in flags_of(account, "Support.Returns")
     assert [post["event"] for post in webhook.posts] == ["deadline.breached"]
@@ -377,9 +389,9 @@ def test_replies_deleted_from_sent_are_not_asked_about_at_every_sweep(store: Sto
     mailbox = memory_with(question(13))
     run_cycle(mailbox, store, now=lambda: T0, options=CycleOptions(deadlines=POLICY))
     mailbox.append("Sent", b"Subject: lost\r\n\r\nx\r\n")
-    sweep_deadlines(mailbox, store, POLICY, T0)
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(T0))
     mailbox.append("Sent", b"Subject: deleted\r\n\r\nx\r\n")
     mailbox.expunge("Sent", 2)  # by an agent, before the sweep saw it
-    sweep_deadlines(mailbox, store, POLICY, T0 + timedelta(minutes=1))
-    assert store.sync_state("support", "Sent") is not None
-    assert store.sync_state("support", "Sent").last_uid == 2  # type: ignore[union-attr]
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(minutes=1)))
+    assert store.sync.get("support", "Sent") is not None
+    assert store.sync.get("support", "Sent").last_uid == 2  # type: ignore[union-attr]

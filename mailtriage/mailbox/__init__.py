@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from mailtriage.errors import MailboxError
@@ -70,6 +71,24 @@ class Mailbox(Protocol):
         """Move a message to ``destination``, creating that folder if it is missing. Never deletes anything else.
         False when this mailbox cannot move messages (it is left where it is). ``resume``: a move of it was begun
         before, and may have left a copy in ``destination``, which is not made twice."""
+        ...
+
+    # Waiting for new mail, beside the poll.
+
+    def twin(self) -> Mailbox:
+        """Another handle on the same mailbox, to wait on beside the one that polls (IMAP: a connection of its
+        own, since IDLE occupies the connection it runs on)."""
+        ...
+
+    def can_wait(self) -> bool:
+        """Whether ``wait_for_mail`` can tell when mail arrives (False: an IMAP server without IDLE)."""
+        ...
+
+    def wait_for_mail(
+        self, timeout: float, stop: threading.Event, listening: Callable[[], object] | None = None
+    ) -> bool:
+        """Block until new mail arrives in the inbox (True), or ``timeout`` seconds pass or ``stop`` is set
+        (False). ``listening`` is called once nothing that arrives from then on can go unnoticed."""
         ...
 
     def profile(self, folders: Sequence[str] = ()) -> ServerProfile:

@@ -406,20 +406,23 @@ class ImapMailbox:
 
     # --- waiting for mail ----------------------------------------------------------------------------------------
 
-    def supports_idle(self) -> bool:
+    def twin(self) -> ImapMailbox:
+        return ImapMailbox(self.settings)
+
+    def can_wait(self) -> bool:
         with self._session("asking for IDLE") as client:
             return bool(client.has_capability("IDLE"))
 
     def wait_for_mail(
-        self, folder: str, timeout: float, stop: threading.Event, listening: Callable[[], object] | None = None
+        self, timeout: float, stop: threading.Event, listening: Callable[[], object] | None = None
     ) -> bool:
-        """Block in IMAP IDLE until new mail arrives in ``folder`` (True) or ``timeout`` or ``stop`` (False).
+        """Block in IMAP IDLE until new mail arrives in the inbox (True) or ``timeout`` or ``stop`` (False).
         ``listening`` is called once the server has accepted the IDLE: from then on no new mail goes unnoticed.
 
-        Meant for a connection of its own: IDLE occupies the connection until it ends.
+        Meant for a connection of its own (``twin``): IDLE occupies the connection until it ends.
         """
-        with self._session(f"listening (IDLE) on {folder}") as client:
-            self._opened(client, self._server_name(client, folder))
+        with self._session(f"listening (IDLE) on {self.inbox}") as client:
+            self._opened(client, self._server_name(client, self.inbox))
             client.idle()
             if listening is not None:
                 listening()

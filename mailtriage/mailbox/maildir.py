@@ -12,7 +12,9 @@ import json
 import mailbox
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,6 +165,33 @@ class MaildirMailbox:
         self._writable_folder(destination).add(box.get_message(key))
         box.remove(key)  # the copy is in place first: a crash between leaves two copies, never none
         return True
+
+    def twin(self) -> MaildirMailbox:
+        return MaildirMailbox(self.name, self.path, self.inbox)
+
+    def can_wait(self) -> bool:
+        return True
+
+    def wait_for_mail(
+        self, timeout: float, stop: threading.Event, listening: Callable[[], object] | None = None
+    ) -> bool:
+        """Look at the inbox's ``new`` and ``cur`` folders every half second: a delivery changes one of them."""
+        before = self._stamp()
+        if listening is not None:
+            listening()
+        deadline = time.monotonic() + timeout
+        while not stop.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+            if self._stamp() != before:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+        return False
+
+    def _stamp(self) -> tuple[int, int]:
+        try:
+            return (os.stat(self.path / "new").st_mtime_ns, os.stat(self.path / "cur").st_mtime_ns)
+        except OSError as exc:
+            raise MailboxError(self.name, f"{self.path} is not a Maildir ({exc.strerror})") from None
 
     def profile(self, folders: Sequence[str] = ()) -> ServerProfile:
         def exists(path: str) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,12 +33,15 @@ class MemoryMailbox:
         """Every UID fetched, in order: lets tests see what a cycle read."""
         self.asked: list[str] = []
         """Every folder whose status was asked, in order."""
+        self._arrived = threading.Event()
 
     def append(self, folder: str, data: bytes, flags: Iterable[str] = (), internal_date: datetime | None = None) -> int:
         box = self._folders.setdefault(folder, _Folder(1))
         uid = box.next_uid
         box.next_uid += 1
         box.messages[uid] = (data, frozenset(flags), internal_date or datetime.now(UTC))
+        if folder == self.inbox:
+            self._arrived.set()
         return uid
 
     def expunge(self, folder: str, uid: int) -> None:
@@ -106,6 +111,24 @@ class MemoryMailbox:
         data, flags, date = self._folders[folder].messages.pop(uid)
         self.append(destination, data, flags, date)
         return True
+
+    def twin(self) -> MemoryMailbox:
+        return self  # one memory: the same folders
+
+    def can_wait(self) -> bool:
+        return True
+
+    def wait_for_mail(
+        self, timeout: float, stop: threading.Event, listening: Callable[[], object] | None = None
+    ) -> bool:
+        self._arrived.clear()
+        if listening is not None:
+            listening()
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and time.monotonic() < deadline:
+            if self._arrived.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+                return True
+        return False
 
     def profile(self, folders: Sequence[str] = ()) -> ServerProfile:
         return local_profile(self.name, "memory", [self.inbox, *folders], lambda path: path in self._folders)

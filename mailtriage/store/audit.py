@@ -1,0 +1,51 @@
+"""The append-only audit log: every step the daemon takes on a message, and when (a trigger refuses changes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailtriage.store.database import Database
+from mailtriage.store.records import AuditEvent, audit_from_row, naive
+
+
+class AuditLog:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.table = database.tables["audit_log"]
+        self._insert = self.table.insert()
+
+    def add(
+        self, mailbox: str, action: str, detail: dict[str, Any], *, now: datetime, message: int | None = None
+    ) -> None:
+        with self.database.transaction() as db:
+            self.write(db, mailbox, message, action, detail, now)
+
+    def write(
+        self, db: Connection, mailbox: str, message: int | None, action: str, detail: dict[str, Any], now: datetime
+    ) -> None:
+        """Add an event inside a transaction another repository holds (its change and the event go together)."""
+        db.execute(self._insert, {"at": naive(now), "mailbox": mailbox, "message": message, "action": action,
+                                  "detail": detail})  # fmt: skip
+
+    def events(self, message: int, action: str) -> list[AuditEvent]:
+        column = self.table.c
+        query = sa.select(self.table).where(column.message == message, column.action == action)
+        with self.database.transaction() as db:
+            return [audit_from_row(row) for row in db.execute(query.order_by(column.id))]
+
+    def has(self, message: int, action: str) -> bool:
+        column = self.table.c
+        query = sa.select(column.id).where(column.message == message, column.action == action).limit(1)
+        with self.database.transaction() as db:
+            return db.execute(query).first() is not None
+
+    def all(self, mailbox: str | None = None) -> list[AuditEvent]:
+        query = sa.select(self.table).order_by(self.table.c.id)
+        if mailbox is not None:
+            query = query.where(self.table.c.mailbox == mailbox)
+        with self.database.transaction() as db:
+            return [audit_from_row(row) for row in db.execute(query)]

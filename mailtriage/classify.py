@@ -8,7 +8,6 @@ beside a JSON file of metadata holding the model file's SHA-256, checked before 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -18,9 +17,8 @@ import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,102 +28,37 @@ import sklearn
 import skops.io as sio
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
 from mailtriage import __version__
 from mailtriage.errors import ModelError, TrainingError
+from mailtriage.evaluation import THRESHOLDS, Metrics, measure
+from mailtriage.examples import (
+    Example,
+    example_from_mail,
+    feature_text,
+    read_eml_folder,
+    read_table,
+    seed_examples,
+)
 from mailtriage.files import write_private
 from mailtriage.language import detect
 from mailtriage.models import Classification, ParsedEmail
-from mailtriage.parse import customer_text, parse_message
 from mailtriage.settings import DEFAULT_CATEGORIES
 
 TRUSTED_TYPES = ["mailtriage.classify.SoftmaxLinearSVC"]
 """The types outside skops' safe defaults that our model holds; a file asking for any other is refused."""
 MIN_EXAMPLES = 3
-THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SEED = 0
 DEFAULT_CATEGORY_NAMES = tuple(category.name for category in DEFAULT_CATEGORIES)
 
-
-@dataclass(frozen=True)
-class Example:
-    """One labelled text: the subject and the customer's new words, joined."""
-
-    text: str
-    label: str
-    language: str
-
-
-def feature_text(subject: str, new_text: str) -> str:
-    """What the model reads of a message."""
-    return f"{subject}\n{new_text}".strip()
-
-
-# --- training data -----------------------------------------------------------------------------------------------
-
-
-def seed_examples() -> list[Example]:
-    """The shipped seed set: English, French and German mails for the default categories, written for mailtriage."""
-    folder = resources.files("mailtriage").joinpath("seed")
-    examples = []
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".jsonl"):
-            for line in entry.read_text(encoding="utf-8").splitlines():
-                item = json.loads(line)
-                text = feature_text(item["subject"], customer_text(item["body"]))
-                examples.append(Example(text, item["label"], item["language"]))
-    return examples
-
-
-def read_table(path: Path, text_column: str = "text", label_column: str = "label") -> list[Example]:
-    """Examples from a CSV file (with a header row) or a JSONL file (one object per line).
-
-    Raises:
-        TrainingError: naming the file and what is wrong with it (missing, unreadable, a column absent).
-    """
-    try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrainingError(f"cannot read {path}: {exc}") from None
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        try:
-            rows = [json.loads(line) for line in content.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise TrainingError(f"{path}: line {exc.lineno} is not JSON") from None
-    else:
-        rows = list(csv.DictReader(content.splitlines()))
-    examples = []
-    for number, row in enumerate(rows, start=1):
-        if text_column not in row or label_column not in row:
-            raise TrainingError(
-                f"{path}: row {number} has no {text_column!r} or {label_column!r} column "
-                "(choose them with --text-column and --label-column)"
-            )
-        text, label = str(row[text_column]).strip(), str(row[label_column]).strip()
-        if text and label:
-            examples.append(Example(text, label, str(row.get("language") or detect(text)[0])))
-    return examples
-
-
-def read_eml_folder(path: Path) -> list[Example]:
-    """Examples from a folder holding one subfolder per category, each with ``.eml`` files."""
-    if not path.is_dir():
-        raise TrainingError(f"{path} is not a folder of category subfolders")
-    examples = []
-    for folder in sorted(p for p in path.iterdir() if p.is_dir()):
-        for eml in sorted(folder.glob("*.eml")):
-            examples.append(example_from_mail(eml.read_bytes(), folder.name))
-    return examples
-
-
-def example_from_mail(data: bytes, label: str) -> Example:
-    parsed = parse_message(data)
-    text = feature_text(parsed.subject, parsed.new_text or customer_text(parsed.text))
-    return Example(text, label, detect(text)[0])
+__all__ = [
+    "THRESHOLDS", "Classifier", "Example", "Metrics", "Predictor", "cross_validate", "example_from_mail",
+    "feature_text", "load", "load_or_build_default", "measure", "model_state", "read_eml_folder", "read_table",
+    "save", "seed_examples", "train",
+]  # fmt: skip
 
 
 # --- the model ---------------------------------------------------------------------------------------------------
@@ -191,70 +124,6 @@ def build_model() -> Pipeline:
         ]
     )
     return Pipeline([("features", features), ("classifier", SoftmaxLinearSVC())])
-
-
-@dataclass
-class Metrics:
-    """How well a model did on labelled examples it was not trained on."""
-
-    examples: int
-    accuracy: float
-    macro_f1: float
-    per_category: dict[str, dict[str, float]]
-    per_language: dict[str, dict[str, float]]
-    confusion: dict[str, dict[str, int]]
-    thresholds: list[dict[str, float]]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def measure(examples: Sequence[Example], predicted: Sequence[str], confidence: Sequence[float]) -> Metrics:
-    """Metrics of ``predicted`` (with its confidence) against the examples' labels."""
-    truth = [e.label for e in examples]
-    labels = sorted(set(truth) | set(predicted))
-    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
-    per_category = {
-        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
-    }
-    per_language = {}
-    for language in sorted({e.language for e in examples}):
-        index = [i for i, e in enumerate(examples) if e.language == language]
-        mine_truth, mine_predicted = [truth[i] for i in index], [predicted[i] for i in index]
-        per_language[language] = {
-            "examples": len(index),
-            "accuracy": float(accuracy_score(mine_truth, mine_predicted)),
-            "macro_f1": float(f1_score(mine_truth, mine_predicted, average="macro", zero_division=0)),
-        }
-    matrix = confusion_matrix(truth, predicted, labels=labels)
-    confusion = {a: {b: int(matrix[i][j]) for j, b in enumerate(labels) if matrix[i][j]} for i, a in enumerate(labels)}
-    return Metrics(
-        examples=len(examples),
-        accuracy=float(accuracy_score(truth, predicted)),
-        macro_f1=float(f1_score(truth, predicted, average="macro", zero_division=0)),
-        per_category=per_category,
-        per_language=per_language,
-        confusion=confusion,
-        thresholds=_threshold_table(truth, predicted, confidence),
-    )
-
-
-def _threshold_table(
-    truth: Sequence[str], predicted: Sequence[str], confidence: Sequence[float]
-) -> list[dict[str, float]]:
-    """For each threshold: the share of mail the model would decide (coverage) and how often it would be right."""
-    rows = []
-    for threshold in THRESHOLDS:
-        kept = [t == p for t, p, c in zip(truth, predicted, confidence, strict=True) if c >= threshold]
-        rows.append(
-            {
-                "threshold": threshold,
-                "coverage": len(kept) / len(truth) if truth else 0.0,
-                "precision": sum(kept) / len(kept) if kept else 0.0,
-            }
-        )
-    return rows
 
 
 def check_trainable(examples: Sequence[Example]) -> Counter[str]:

@@ -5,23 +5,20 @@ what was wrong is listed in ``defects``, never raised.
 from __future__ import annotations
 
 import base64
-import codecs
 import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from email import policy
-from email.header import decode_header
 from email.message import Message
 from email.parser import BytesParser
-from email.utils import getaddresses, parsedate_to_datetime
 
-import charset_normalizer
 import lxml.html
 from lxml.etree import ParserError
 from mailparser_reply import EmailReplyParser
 
+from mailtriage import headers as hdr
 from mailtriage.models import Address, Attachment, MessageKind, ParsedEmail
 
 MAX_DEPTH = 40
@@ -36,11 +33,6 @@ SYNTHETIC_DOMAIN = "mailtriage.invalid"
 
 _PARSER = BytesParser(policy=policy.compat32)
 _REPLY_PARSER = EmailReplyParser(languages=["en", "fr", "de"])
-_MSGID = re.compile(r"<[^<>\s]+>")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
-_FOLDING = re.compile(r"\r?\n(?=[ \t])")
-_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
-_SURROGATES = re.compile(r"[\udc80-\udcff]")
 _AUTOMATIC_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?reply|out of (the )?office|autoreply|abwesenheitsnotiz|abwesend|automatische antwort"
     r"|r[ée]ponse automatique|absence du bureau)",
@@ -107,38 +99,30 @@ def _parse(
     data: bytes, internal_date: datetime | None, own_addresses: frozenset[str], content_hash: str
 ) -> ParsedEmail:
     defects: list[str] = []
-    try:
-        msg = _PARSER.parsebytes(data)
-    except RecursionError:
-        # The stdlib parser recurses once per nesting level; thousands of levels exhaust the stack.
-        msg = _PARSER.parsebytes(data, headersonly=True)
-        defects.append("MIME structure nested too deeply to parse: body read as text")
-    defects.extend(_describe(d) for d in msg.defects)
-    headers = _header_map(msg)
-
-    message_id = _first_msgid(_header(headers, "Message-ID", defects))
+    msg = _structure(data, defects)
+    headers = hdr.header_map(msg)
+    message_id = hdr.first_msgid(hdr.header(headers, "Message-ID", defects))
     synthetic = message_id is None
     if message_id is None:
         message_id = f"<{content_hash[:32]}@{SYNTHETIC_DOMAIN}>"
         defects.append("no Message-ID: a synthetic one was made from the content")
-
     text, attachments, content_types = _body(msg, defects)
-    sender = _first(_addresses(headers, "From", defects))
-    subject = _header(headers, "Subject", defects)
+    sender = hdr.first(hdr.addresses(headers, "From", defects))
+    subject = hdr.header(headers, "Subject", defects)
     kind, reason = _kind(headers, sender, subject, content_types, own_addresses, defects)
     customer = kind is MessageKind.CUSTOMER
     return ParsedEmail(
         message_id=message_id,
         message_id_synthetic=synthetic,
         sender=sender,
-        reply_to=_addresses(headers, "Reply-To", defects) if customer else (),
-        to=_addresses(headers, "To", defects) if customer else (),
-        cc=_addresses(headers, "Cc", defects) if customer else (),
+        reply_to=hdr.addresses(headers, "Reply-To", defects) if customer else (),
+        to=hdr.addresses(headers, "To", defects) if customer else (),
+        cc=hdr.addresses(headers, "Cc", defects) if customer else (),
         subject=subject,
-        date=_date(headers, defects),
+        date=hdr.date(headers, defects),
         internal_date=internal_date,
-        in_reply_to=_first_msgid(_header(headers, "In-Reply-To", defects)),
-        references=tuple(_MSGID.findall(_header(headers, "References", defects))),
+        in_reply_to=hdr.first_msgid(hdr.header(headers, "In-Reply-To", defects)),
+        references=tuple(hdr.MSGID.findall(hdr.header(headers, "References", defects))),
         text=text,
         new_text=_new_text(text, defects) if customer else "",
         attachments=attachments,
@@ -148,6 +132,17 @@ def _parse(
         size=len(data),
         defects=_listed(defects),
     )
+
+
+def _structure(data: bytes, defects: list[str]) -> Message:
+    try:
+        msg = _PARSER.parsebytes(data)
+    except RecursionError:
+        # The stdlib parser recurses once per nesting level; thousands of levels exhaust the stack.
+        msg = _PARSER.parsebytes(data, headersonly=True)
+        defects.append("MIME structure nested too deeply to parse: body read as text")
+    defects.extend(_describe(d) for d in msg.defects)
+    return msg
 
 
 def _listed(defects: list[str]) -> tuple[str, ...]:
@@ -170,188 +165,6 @@ def hash_content(data: bytes, whole_size: int | None = None) -> str:
 def _describe(defect: Exception) -> str:
     name = re.sub(r"(?<!^)(?=[A-Z])", " ", type(defect).__name__).lower()
     return f"{name}: {defect}" if str(defect) else name
-
-
-# --- headers -------------------------------------------------------------------------------------------------------
-# Headers are decoded here rather than by ``policy.default``: its header objects cost most of the parse time and raise
-# on access for malformed values, where we want the text whatever its state.
-
-
-Headers = dict[str, str]
-
-
-def _header_map(msg: Message) -> Headers:
-    """Raw header values by lower-case name, the first of each (one pass; Message.get scans them all each time)."""
-    found: Headers = {}
-    for key, value in msg.raw_items():
-        found.setdefault(key.lower(), str(value))
-    return found
-
-
-def _header(headers: Headers, name: str, defects: list[str]) -> str:
-    """The decoded value of header ``name`` on one line ('' when absent), however broken its encoding."""
-    raw = _FOLDING.sub("", _raw_header(headers, name))
-    return _clean_header(name, _decode_words(raw, name, defects), defects)
-
-
-def _raw_header(headers: Headers, name: str) -> str:
-    # compat32 keeps raw 8-bit bytes in a header value as surrogates, which _decode_words turns back into text.
-    return headers.get(name.lower(), "")
-
-
-def _decode_words(raw: str, name: str, defects: list[str]) -> str:
-    """Decode RFC 2047 encoded-words, each in its own charset, with a detected one where that is unknown."""
-    if _SURROGATES.search(raw):
-        raw = _decode_8bit(raw.encode("utf-8", "surrogateescape"))
-        defects.append(f"{name} header has raw 8-bit bytes")
-    if "=?" not in raw:
-        return raw
-    try:
-        chunks = decode_header(raw)
-    except Exception:
-        defects.append(f"{name} header has malformed encoded-words")
-        return raw
-    words = []
-    for chunk, charset in chunks:
-        if isinstance(chunk, str):
-            words.append(chunk)
-            continue
-        words.append(_decode_bytes(chunk, charset, f"{name} header", defects))
-    return "".join(words)
-
-
-def _decode_bytes(data: bytes, charset: str | None, what: str, defects: list[str]) -> str:
-    """Decode with ``charset`` when it is known and fits, else with a detected one, else UTF-8 with U+FFFD."""
-    declared = charset.strip().lower() if charset else None
-    if declared in ("unknown-8bit", "x-unknown"):
-        declared = None
-    if declared:
-        try:
-            codecs.lookup(declared)
-        except LookupError:
-            defects.append(f"{what}: unknown charset {declared!r}")
-            declared = None
-    try:
-        return data.decode(declared or "utf-8")
-    except UnicodeDecodeError:
-        pass
-    encoding = "cp1252" if _looks_western(data) else _detect(data)
-    defects.append(f"{what}: not valid {declared or 'utf-8'}, decoded as {encoding}")
-    return data.decode(encoding, errors="replace")
-
-
-_WESTERN_MARKS = set("€‚„…‘’“”–—•«»°§©®™·")
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
-_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{4,}")
-
-
-def _looks_western(data: bytes) -> bool:
-    """Whether ``data`` reads as Windows-1252 text (the usual mislabel in English, French and German mail).
-
-    Charset detectors guess poorly on a few hundred bytes of accented Latin text; CJK and Cyrillic bytes read as
-    1252 give long runs of symbols, which this rules out.
-    """
-    try:
-        text = data.decode("cp1252")
-    except UnicodeDecodeError:
-        return False
-    high = set(_NON_ASCII.findall(text))
-    return all(ch.isalpha() or ch in _WESTERN_MARKS for ch in high) and not _NON_ASCII_RUN.search(text)
-
-
-def _detect(data: bytes) -> str:
-    best = charset_normalizer.from_bytes(data[:65536]).best()
-    return best.encoding if best is not None else "utf-8"
-
-
-def _clean_header(name: str, text: str, defects: list[str]) -> str:
-    if "\r" in text or "\n" in text:
-        if _LINE_BREAKS.search(text.strip()):
-            defects.append(f"{name} header decodes to several lines; joined into one")
-        text = _LINE_BREAKS.sub(" ", text)
-    if _CONTROL.search(text):
-        defects.append(f"{name} header has control characters; removed")
-        text = _CONTROL.sub("", text)
-    return text.strip()
-
-
-def _decode_8bit(data: bytes) -> str:
-    """Raw header bytes as text: UTF-8, else Windows-1252; UTF-8 that is only damaged (cut short, a stray byte)
-    stays UTF-8 with U+FFFD for the damage, rather than turning every accent into two symbols."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    text = data.decode("utf-8", errors="replace")
-    if _NON_ASCII.search(text.replace("\ufffd", "")):
-        return text
-    return data.decode("cp1252", errors="replace")
-
-
-def _addresses(headers: Headers, name: str, defects: list[str]) -> tuple[Address, ...]:
-    """The addresses of header ``name``, parsed from its raw value. An encoded-word stands for display text
-    only (RFC 2047 section 5): it is set aside before the address list is parsed, so a ':' or '@' encoded in a
-    name ('=?utf-8?q?Anna=0D=0ABcc:_attacker@evil.example?=') can never become, or add, an address."""
-    raw = _FOLDING.sub("", _raw_header(headers, name))
-    if not raw:
-        return ()
-    if _SURROGATES.search(raw):
-        raw = _decode_8bit(raw.encode("utf-8", "surrogateescape"))
-        defects.append(f"{name} header has raw 8-bit bytes")
-    words: list[str] = []
-
-    def set_aside(found: re.Match[str]) -> str:
-        words.append(found.group(0))
-        return f"{_WORD_MARK}{len(words) - 1}{_WORD_MARK}"
-
-    masked = _ENCODED_WORD.sub(set_aside, raw)
-    result = []
-    for display, email in getaddresses([masked]):
-        email = _clean_header(name, email, defects).strip("<> ")
-        if _WORD_MARK in email:
-            defects.append(f"{name} header: an encoded-word where an address should be; ignored")
-            continue
-        if "@" not in email:
-            if email:
-                defects.append(f"{name} header: {email[:60]!r} is not an address")
-            continue
-        display = _WORD_BACK.sub(lambda m: words[int(m.group(1))], display)
-        display = _clean_header(name, _decode_words(display, name, defects), defects)
-        result.append(Address(display.strip('" '), email))
-    return tuple(result)
-
-
-_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
-_WORD_MARK = "QMTEWQ"
-"""Stands in for an encoded-word while an address list is parsed: letters only, so it is read as a word."""
-_WORD_BACK = re.compile(f"{_WORD_MARK}(\\d+){_WORD_MARK}")
-
-
-def _first(addresses: tuple[Address, ...]) -> Address | None:
-    return addresses[0] if addresses else None
-
-
-def _first_msgid(value: str) -> str | None:
-    found = _MSGID.search(value)
-    if found:
-        return found.group(0)
-    value = value.strip()
-    return f"<{value}>" if value and " " not in value else None
-
-
-def _date(headers: Headers, defects: list[str]) -> datetime | None:
-    raw = _raw_header(headers, "Date")
-    if not raw:
-        return None
-    try:
-        parsed = parsedate_to_datetime(raw.strip())
-    except (TypeError, ValueError, IndexError):
-        defects.append(f"Date header is not a date: {raw.strip()[:80]!r}")
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-# --- body ------------------------------------------------------------------------------------------------------------
 
 
 def _leaves(msg: Message, defects: list[str]) -> Iterator[Message]:
@@ -413,7 +226,7 @@ def _filename(part: Message, defects: list[str]) -> str | None:
     except Exception:
         defects.append("an attachment's filename could not be decoded")
         return None
-    return None if name is None else _clean_header("filename", str(name), defects)
+    return None if name is None else hdr.clean_header("filename", str(name), defects)
 
 
 def _payload(part: Message, defects: list[str]) -> bytes:
@@ -448,7 +261,7 @@ def _payload_size(part: Message) -> int:
 
 def _part_text(part: Message, defects: list[str]) -> str:
     charset = part.get_param("charset")
-    return _decode_bytes(_payload(part, defects), charset if isinstance(charset, str) else None, "body", defects)
+    return hdr.decode_bytes(_payload(part, defects), charset if isinstance(charset, str) else None, "body", defects)
 
 
 _BLOCKS = ("p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote", "pre", "hr")
@@ -496,7 +309,7 @@ def _new_text(text: str, defects: list[str]) -> str:
 
 
 def _kind(
-    headers: Headers,
+    headers: hdr.Headers,
     sender: Address | None,
     subject: str,
     content_types: frozenset[str],
@@ -511,30 +324,38 @@ def _kind(
         return MessageKind.BOUNCE, "a delivery report (multipart/report)"
     if address.split("@")[0] in _BOUNCE_SENDERS:
         return MessageKind.BOUNCE, f"sent by {address}"
-    auto_submitted = _header(headers, "Auto-Submitted", defects).lower()
+    said = _said_automatic(headers, defects)
+    if said is not None:
+        return said
+    if _AUTOMATIC_SUBJECT.search(subject):
+        return MessageKind.AUTO_REPLY, "subject of an automatic reply"
+    if _NO_REPLY.match(address.split("@")[0]) and not hdr.header(headers, "Reply-To", defects):
+        # A web form sends as no-reply with the customer in Reply-To; without one, there is no one to answer.
+        return MessageKind.AUTO_REPLY, f"sent from the no-reply address {address}, without a Reply-To"
+    return MessageKind.CUSTOMER, "written by a person"
+
+
+def _said_automatic(headers: hdr.Headers, defects: list[str]) -> tuple[MessageKind, str] | None:
+    """What the headers say of automatic mail (RFC 3834 and the usual others), if anything."""
+    auto_submitted = hdr.header(headers, "Auto-Submitted", defects).lower()
     if auto_submitted and auto_submitted != "no":
         return MessageKind.AUTO_REPLY, f"Auto-Submitted: {auto_submitted}"
     for name in _AUTOMATIC_HEADERS:
-        if _header(headers, name, defects):
+        if hdr.header(headers, name, defects):
             return MessageKind.AUTO_REPLY, f"{name} header"
-    if _header(headers, "X-Autogenerated", defects).lower() == "reply":
+    if hdr.header(headers, "X-Autogenerated", defects).lower() == "reply":
         return MessageKind.AUTO_REPLY, "X-Autogenerated: Reply"
-    suppress = {v.strip().lower() for v in _header(headers, "X-Auto-Response-Suppress", defects).split(",")}
+    suppress = {v.strip().lower() for v in hdr.header(headers, "X-Auto-Response-Suppress", defects).split(",")}
     if suppress & _SUPPRESS_VALUES:
         return MessageKind.AUTO_REPLY, "X-Auto-Response-Suppress header"
-    precedence = _header(headers, "Precedence", defects).lower()
+    precedence = hdr.header(headers, "Precedence", defects).lower()
     if precedence == "auto_reply":
         return MessageKind.AUTO_REPLY, "Precedence: auto_reply"
     if precedence in ("bulk", "list", "junk"):
         return MessageKind.BULK, f"Precedence: {precedence}"
     for name in ("List-Id", "List-Unsubscribe"):
-        if _header(headers, name, defects):
+        if hdr.header(headers, name, defects):
             return MessageKind.BULK, f"{name} header"
-    if _header(headers, "Return-Path", defects).strip() == "<>":
+    if hdr.header(headers, "Return-Path", defects).strip() == "<>":
         return MessageKind.AUTO_REPLY, "empty Return-Path"
-    if _AUTOMATIC_SUBJECT.search(subject):
-        return MessageKind.AUTO_REPLY, "subject of an automatic reply"
-    if _NO_REPLY.match(address.split("@")[0]) and not _header(headers, "Reply-To", defects):
-        # A web form sends as no-reply with the customer in Reply-To; without one, there is no one to answer.
-        return MessageKind.AUTO_REPLY, f"sent from the no-reply address {address}, without a Reply-To"
-    return MessageKind.CUSTOMER, "written by a person"
+    return None

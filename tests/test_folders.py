@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailtriage.mailbox.folders import Found, Listed, Namespace, listed, special_folder
-from mailtriage.mailbox.imap import copyuid
+from mailtriage.mailbox.imap_wire import copyuid
 
 DOVECOT = Namespace("", "/", announced=True)
 CYRUS = Namespace("INBOX.", ".", ("user.", ""), announced=True)

@@ -57,7 +57,7 @@ def test_a_lost_uid_file_reprocesses_nothing(tmp_path: Path) -> None:
 
 
 def test_keywords_a_folder_cannot_keep_are_left_out_and_its_flags_still_set() -> None:
-    from mailtriage.mailbox.imap import storable
+    from mailtriage.mailbox.imap_wire import storable
 
     exchange = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})  # no \* : no new keywords
     assert storable(["\\Flagged", "$Returns", "$DeadlineSoon"], exchange) == (

@@ -22,6 +22,7 @@ from mailtriage.files import file_warnings
 from mailtriage.mailbox import open_mailbox
 from mailtriage.pipeline import CycleReport
 from mailtriage.settings import Settings, find_config, load_settings, masked
+from mailtriage.store import MessageRecord
 from mailtriage.terminal import cell, clean, inline
 
 
@@ -146,6 +147,20 @@ def demo(ctx: click.Context, keep: Path | None) -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="mailtriage-demo-") as workdir:
             reports, records = run_demo(Path(workdir))
+    console = Console()
+    console.print(_demo_table(records))
+    for report in reports:
+        console.print(summary(report))
+    drafted = sum(1 for record in records if record.route and record.route.template)
+    console.print(f"{drafted} reply drafts written to the Maildir's Drafts folder, threaded to their messages")
+    if keep is not None:
+        config = write_config(keep)
+        click.echo(f"Maildir (drafts in {keep / 'Maildir' / '.Drafts'}) and store kept in {keep}")
+        click.echo(f"Run the daemon on it (mail dropped into {keep / 'Maildir' / 'new'} is triaged within 10 s):")
+        click.echo(f"  mailtriage --config {config} run")
+
+
+def _demo_table(records: list[MessageRecord]) -> Table:
     table = Table(title="mailtriage demo: what one cycle did", expand=True)
     table.add_column("UID", justify="right", no_wrap=True)
     table.add_column("From", no_wrap=True, overflow="ellipsis", ratio=2)
@@ -157,17 +172,7 @@ def demo(ctx: click.Context, keep: Path | None) -> None:
             f"{record.category} {record.confidence or 0:.2f}" if record.category else f"{record.status} ({record.kind})"
         )
         table.add_row(str(record.uid), cell(record.sender), cell(record.subject), record.language or "", decided)
-    console = Console()
-    console.print(table)
-    for report in reports:
-        console.print(summary(report))
-    drafted = sum(1 for record in records if record.route and record.route.template)
-    console.print(f"{drafted} reply drafts written to the Maildir's Drafts folder, threaded to their messages")
-    if keep is not None:
-        config = write_config(keep)
-        click.echo(f"Maildir (drafts in {keep / 'Maildir' / '.Drafts'}) and store kept in {keep}")
-        click.echo(f"Run the daemon on it (mail dropped into {keep / 'Maildir' / 'new'} is triaged within 10 s):")
-        click.echo(f"  mailtriage --config {config} run")
+    return table
 
 
 @main.command()

@@ -14,6 +14,7 @@ from rich.table import Table
 from mailtriage.cli.app import errors_as_lines, main, settings_of
 from mailtriage.store import Status
 from mailtriage.terminal import cell
+from mailtriage.views import Waiting
 
 STATUSES = click.Choice([status.value for status in Status])
 
@@ -84,9 +85,7 @@ def deadlines(ctx: click.Context, at: str | None, mailbox: str | None, as_json: 
       mailtriage deadlines --at "tomorrow 9:00"     # what is overdue by tomorrow at nine?
       mailtriage deadlines --json
     """
-    from zoneinfo import ZoneInfo
-
-    from mailtriage.deadlines import format_span, parse_when, policy_from_settings
+    from mailtriage.deadlines import parse_when, policy_from_settings
     from mailtriage.scheduler import utcnow
     from mailtriage.views import waiting
     from mailtriage.wiring import open_store
@@ -106,8 +105,16 @@ def deadlines(ctx: click.Context, at: str | None, mailbox: str | None, as_json: 
         out = {"at": moment.isoformat(), "messages": [asdict(row) for row in rows]}
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))
         return
-    zone = ZoneInfo(policy.display_zone)
-    when = "now" if at is None else moment.astimezone(zone).strftime("at %a %d %b %H:%M %Z")
+    _print_waiting(rows, policy.display_zone, None if at is None else moment)
+
+
+def _print_waiting(rows: list[Waiting], zone_name: str, at: datetime | None) -> None:
+    from zoneinfo import ZoneInfo
+
+    from mailtriage.deadlines import format_span
+
+    zone = ZoneInfo(zone_name)
+    when = "now" if at is None else at.astimezone(zone).strftime("at %a %d %b %H:%M %Z")
     table = Table(title=f"{len(rows)} messages waiting for a first response, {when}", expand=True)
     for column in ("From", "Subject", "Category", "Due", "Left", "State"):
         table.add_column(column, no_wrap=column not in ("From", "Subject"), overflow="ellipsis")

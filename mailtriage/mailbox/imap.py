@@ -6,34 +6,43 @@ Reading is side-effect free twice over: folders are opened read-only (EXAMINE) a
 
 from __future__ import annotations
 
-import email
 import logging
-import re
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
-from imapclient.response_parser import parse_fetch_response
 
 from mailtriage.errors import AuthenticationFailed, MailboxError, SecretError
-from mailtriage.mailbox import READ_BYTES, header_section
+from mailtriage.mailbox import READ_BYTES
 from mailtriage.mailbox.folders import INBOX, Found, Namespace, listed, special_folder
+from mailtriage.mailbox.imap_wire import (
+    NEW_MAIL,
+    View,
+    as_text,
+    ask_namespace,
+    aware,
+    by_size,
+    changed,
+    context,
+    copy,
+    copyuid,
+    fetched_uids,
+    holds_copy,
+    move_method,
+    named,
+    quietly_close,
+    storable,
+)
 from mailtriage.mailbox.server import MoveMethod, ServerProfile
 from mailtriage.models import FolderStatus, RawMessage
 from mailtriage.settings import Auth, MailboxSettings, Security
 
 log = logging.getLogger(__name__)
-
-FETCH_BYTES = 20 * 1024 * 1024
-"""At most this many message bytes are fetched in one command, so a batch of big attachments stays in bounds."""
-_NEW_MAIL = (b"EXISTS", b"RECENT")
 
 
 class ImapMailbox:
@@ -44,7 +53,7 @@ class ImapMailbox:
         self.name = settings.name
         self.inbox = settings.folders.inbox
         self._client: Any = None
-        self._view: _View | None = None
+        self._view: View | None = None
         self._namespace: Namespace | None = None
         self._lock = threading.RLock()
         self._warned: set[str] = set()
@@ -71,7 +80,7 @@ class ImapMailbox:
             else:
                 client.login(s.username, secret)
         except BaseException:
-            _quietly_close(client)
+            quietly_close(client)
             raise
         client.normalise_times = False
         self._client = client
@@ -96,7 +105,7 @@ class ImapMailbox:
             except LoginError as exc:
                 self._drop()
                 raise AuthenticationFailed(
-                    self.name, f"login refused for {self.settings.username}: {_text(exc)}"
+                    self.name, f"login refused for {self.settings.username}: {as_text(exc)}"
                 ) from None
             except SecretError as exc:
                 self._drop()
@@ -104,30 +113,30 @@ class ImapMailbox:
                 raise AuthenticationFailed(self.name, f"cannot get the secret to log in: {said}") from None
             except (TimeoutError, IMAPClientAbortError, OSError, ssl.SSLError) as exc:
                 self._drop()
-                raise MailboxError(self.name, f"{_context(doing)}{type(exc).__name__}: {_text(exc)}") from None
+                raise MailboxError(self.name, f"{context(doing)}{type(exc).__name__}: {as_text(exc)}") from None
             except IMAPClientError as exc:  # the server answered NO or BAD: trying again would not help
                 self._view = None  # a failed SELECT leaves no folder selected (RFC 3501 6.3.1)
                 raise MailboxError(
-                    self.name, f"{_context(doing)}the server refused: {_text(exc)}", retryable=False
+                    self.name, f"{context(doing)}the server refused: {as_text(exc)}", retryable=False
                 ) from None
 
     def _drop(self) -> None:
         if self._client is not None:
-            _quietly_close(self._client)
+            quietly_close(self._client)
         self._client = None
         self._view = None
         self._exists.clear()
 
-    def _examine(self, client: Any, folder: str) -> _View:
+    def _examine(self, client: Any, folder: str) -> View:
         """Open ``folder`` read-only (EXAMINE), so nothing done on this connection can change a message."""
         found = client.select_folder(folder, readonly=True)
         uidnext = found.get(b"UIDNEXT")
         if uidnext is None:  # optional in the EXAMINE response
             uidnext = client.folder_status(folder, [b"UIDNEXT"])[b"UIDNEXT"]
-        self._view = _View(folder, int(found[b"UIDVALIDITY"]), int(uidnext), int(found[b"EXISTS"]))
+        self._view = View(folder, int(found[b"UIDVALIDITY"]), int(uidnext), int(found[b"EXISTS"]))
         return self._view
 
-    def _opened(self, client: Any, folder: str) -> _View:
+    def _opened(self, client: Any, folder: str) -> View:
         """The view of ``folder``, opened if it is not; it may be stale after this (see ``status``)."""
         view = self._view if self._view is not None and self._view.folder == folder else self._examine(client, folder)
         view.current = False
@@ -155,7 +164,7 @@ class ImapMailbox:
         with self._session(f"opening {folder}") as client:
             name = self._server_name(client, folder)
             view = self._view
-            if view is None or view.folder != name or not view.current or _changed(client.noop()[1]):
+            if view is None or view.folder != name or not view.current or changed(client.noop()[1]):
                 view = self._examine(client, name)
         return FolderStatus(view.uidvalidity, view.uidnext, view.exists)
 
@@ -169,7 +178,7 @@ class ImapMailbox:
             elif upto <= uid:
                 return []
             else:
-                found = set(client.search(["UID", f"{uid + 1}:{upto}"])) | _fetched_uids(client, f"{uid + 1}:{upto}")
+                found = set(client.search(["UID", f"{uid + 1}:{upto}"])) | fetched_uids(client, f"{uid + 1}:{upto}")
         # "n:*" always matches the highest UID, even one below n.
         return sorted(u for u in found if uid < u <= (upto or u))
 
@@ -178,7 +187,7 @@ class ImapMailbox:
         with self._session(f"reading the last UID of {folder}") as client:
             if self._opened(client, self._server_name(client, folder)).exists == 0:
                 return None
-            found = _fetched_uids(client, "*")
+            found = fetched_uids(client, "*")
         return max(found) if found else None
 
     def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[RawMessage]:
@@ -189,7 +198,7 @@ class ImapMailbox:
             uidvalidity = self._opened(client, server_folder).uidvalidity
             found_sizes = {} if headers_only else client.fetch(list(uids), ["RFC822.SIZE"])
         sizes = {uid: int(found_sizes.get(uid, {}).get(b"RFC822.SIZE", 0)) for uid in uids}
-        for chunk in _by_size(sorted(sizes), {uid: min(size, READ_BYTES) for uid, size in sizes.items()}):
+        for chunk in by_size(sorted(sizes), {uid: min(size, READ_BYTES) for uid, size in sizes.items()}):
             with self._session(f"fetching from {folder}") as client:
                 if self._opened(client, server_folder).uidvalidity != uidvalidity:
                     return  # renumbered meanwhile: the next cycle resyncs
@@ -201,8 +210,8 @@ class ImapMailbox:
                     uidvalidity=uidvalidity,
                     uid=uid,
                     data=data,
-                    flags=frozenset(_text(f) for f in item.get(b"FLAGS", ())),
-                    internal_date=_aware(item.get(b"INTERNALDATE")),
+                    flags=frozenset(as_text(f) for f in item.get(b"FLAGS", ())),
+                    internal_date=aware(item.get(b"INTERNALDATE")),
                     whole_size=sizes[uid] if sizes[uid] > READ_BYTES else None,
                 )
 
@@ -233,7 +242,7 @@ class ImapMailbox:
         with self._session(f"reading flags in {folder}") as client:
             self._opened(client, self._server_name(client, folder))
             found = client.get_flags(list(uids))
-        return {uid: frozenset(_text(f) for f in flags) for uid, flags in found.items()}
+        return {uid: frozenset(as_text(f) for f in flags) for uid, flags in found.items()}
 
     def find(self, folder: str, header: str, value: str) -> list[int]:
         with self._session(f"searching {folder}") as client:
@@ -274,7 +283,7 @@ class ImapMailbox:
         EXPUNGE): a copy already in ``destination`` is not made again.
         """
         with self._session(f"moving UID {uid} from {folder} to {destination}") as client:
-            method = _move_method(client)
+            method = move_method(client)
             if method is MoveMethod.NONE:
                 return False
             target = self._server_name(client, destination)
@@ -286,46 +295,31 @@ class ImapMailbox:
                 self._copy_then_expunge(client, source, uid, destination, target, resume)
         return True
 
-    def _copy_then_expunge(self, client: Any, source: _View, uid: int, destination: str, target: str,
+    def _copy_then_expunge(self, client: Any, source: View, uid: int, destination: str, target: str,
                            resume: bool) -> None:  # fmt: skip
         """What MOVE does, in three steps that lose nothing: the copy is made and confirmed (COPYUID) before the
         original is marked ``\\Deleted``, and only that UID is expunged (UID EXPUNGE), never another message."""
         if not (resume and self._copied(client, source, uid, target)):
             self._writable(client, source.folder)
-            answer = _copy(client, uid, target)
+            answer = copy(client, uid, target)
             copied = copyuid(answer)
             if copied is None or uid not in copied:
-                raise MailboxError(
-                    self.name, f"COPY of UID {uid} to {destination} was not confirmed (no COPYUID in {_text(answer)!r})"
-                    ": the message stays where it is", retryable=False,
-                )  # fmt: skip
+                said = f"no COPYUID in {as_text(answer)!r}"
+                raise MailboxError(self.name, f"COPY of UID {uid} to {destination} was not confirmed ({said}): the "
+                                   "message stays where it is", retryable=False)  # fmt: skip
         self._writable(client, source.folder)
         client.add_flags([uid], ["\\Deleted"], silent=True)
         client.uid_expunge([uid])
         self._view = None  # EXPUNGE changed the folder: the next look examines it anew
 
-    def _copied(self, client: Any, source: _View, uid: int, target: str) -> bool:
-        """Whether ``target`` already holds a byte-identical copy of message ``uid`` of ``source``. Candidates are
-        found by Message-ID, else by date (a copy keeps the INTERNALDATE); not by size, which Courier searches by
-        its own count of line ends."""
+    def _copied(self, client: Any, source: View, uid: int, target: str) -> bool:
+        """Whether ``target`` already holds a byte-identical copy of message ``uid`` of ``source``."""
         self._writable(client, source.folder)
         item = client.fetch([uid], ["BODY.PEEK[]", "INTERNALDATE"]).get(uid, {})
         if b"BODY[]" not in item:
             return False
-        original = bytes(item[b"BODY[]"])
-        message_id = email.message_from_bytes(header_section(original)).get("Message-ID", "").strip()
         self._examine(client, target)
-        received = _aware(item.get(b"INTERNALDATE"))
-        if message_id and message_id.isascii():
-            candidates = client.search(["HEADER", "Message-ID", message_id])
-        elif received is not None:
-            candidates = client.search(["SINCE", (received - timedelta(days=1)).date()])
-        else:
-            candidates = client.search(["ALL"])
-        sizes = client.fetch(candidates, ["RFC822.SIZE"]) if candidates else {}
-        alike = [u for u, found in sizes.items() if found.get(b"RFC822.SIZE") == len(original)]
-        bodies = client.fetch(alike, ["BODY.PEEK[]"]) if alike else {}
-        return any(bytes(found.get(b"BODY[]", b"")) == original for found in bodies.values())
+        return holds_copy(client, bytes(item[b"BODY[]"]), aware(item.get(b"INTERNALDATE")))
 
     def _ensure_folder(self, client: Any, path: str, name: str) -> None:
         """Create ``name`` (the server's name for the configured ``path``) and subscribe to it if it is missing;
@@ -337,7 +331,7 @@ class ImapMailbox:
             try:
                 client.subscribe_folder(name)
             except IMAPClientError as exc:  # the folder is there: a client that shows subscribed ones will miss it
-                log.warning("mailbox %s: created %s but could not subscribe to it: %s", self.name, path, _text(exc))
+                log.warning("mailbox %s: created %s but could not subscribe to it: %s", self.name, path, as_text(exc))
             log.info("mailbox %s: created the folder %s%s", self.name, path, "" if path == name else f" ({name})")
         self._exists.add(name)
 
@@ -349,16 +343,16 @@ class ImapMailbox:
 
     def _namespace_of(self, client: Any) -> Namespace:
         if self._namespace is None:
-            self._namespace = _ask_namespace(client)
+            self._namespace = ask_namespace(client)
         return self._namespace
 
-    def _writable(self, client: Any, folder: str) -> _View:
+    def _writable(self, client: Any, folder: str) -> View:
         """Open ``folder`` read-write (for flags and MOVE); reads there still use BODY.PEEK. Never CLOSEd."""
         if self._view is None or self._view.folder != folder or not self._view.writable:
             found = client.select_folder(folder)
             uidnext = int(found.get(b"UIDNEXT", 0))
-            permanent = frozenset(_text(f) for f in found.get(b"PERMANENTFLAGS", (b"\\*",)))
-            self._view = _View(folder, int(found[b"UIDVALIDITY"]), uidnext, int(found[b"EXISTS"]), writable=True,
+            permanent = frozenset(as_text(f) for f in found.get(b"PERMANENTFLAGS", (b"\\*",)))
+            self._view = View(folder, int(found[b"UIDVALIDITY"]), uidnext, int(found[b"EXISTS"]), writable=True,
                                permanent=permanent)  # fmt: skip
         self._view.current = False
         return self._view
@@ -377,7 +371,7 @@ class ImapMailbox:
             return Found(role, str(configured), "configured")
         if role not in self._special:  # folders' roles do not change under a running daemon: asked once
             with self._session(f"looking for the {role} folder") as client:
-                folders = listed((map(_text, flags), _text(name)) for flags, _, name in client.list_folders())
+                folders = listed((map(as_text, flags), as_text(name)) for flags, _, name in client.list_folders())
                 self._special[role] = special_folder(role, folders, self._namespace_of(client))
         return self._special[role]
 
@@ -391,7 +385,7 @@ class ImapMailbox:
         drafts, sent = self._special_folder("drafts"), self._special_folder("sent")
         with self._session("asking what the server offers") as client:
             namespace = self._namespace_of(client)
-            capabilities = frozenset(_text(c).upper() for c in client.capabilities())
+            capabilities = frozenset(as_text(c).upper() for c in client.capabilities())
             resolved = []
             for path in dict.fromkeys((self.inbox, *folders)):
                 name = namespace.server_name(path)
@@ -400,8 +394,8 @@ class ImapMailbox:
         s = self.settings
         return ServerProfile(
             mailbox=self.name, address=f"{s.host}:{s.effective_port}", capabilities=capabilities, namespace=namespace,
-            move=_move_method(client), idle="IDLE" in capabilities, keywords="\\*" in view.permanent,
-            drafts=_named(drafts, namespace), sent=_named(sent, namespace), folders=tuple(resolved),
+            move=move_method(client), idle="IDLE" in capabilities, keywords="\\*" in view.permanent,
+            drafts=named(drafts, namespace), sent=named(sent, namespace), folders=tuple(resolved),
         )  # fmt: skip
 
     # --- waiting for mail ----------------------------------------------------------------------------------------
@@ -433,7 +427,7 @@ class ImapMailbox:
                     wait = min(1.0, max(0.0, deadline - time.monotonic()))
                     started = time.monotonic()
                     responses = client.idle_check(timeout=wait)
-                    if any(len(r) > 1 and r[1] in _NEW_MAIL for r in responses):
+                    if any(len(r) > 1 and r[1] in NEW_MAIL for r in responses):
                         return True
                     # imapclient swallows EOF inside idle_check: a socket that keeps waking with nothing to read
                     # has been closed by the other end. Without this, a cut went unnoticed until the IDLE timeout.
@@ -443,140 +437,3 @@ class ImapMailbox:
                 return False
             finally:
                 client.idle_done()
-
-
-@dataclass
-class _View:
-    """What the connection knows of its selected folder; ``current`` while no command since EXAMINE could have
-    swallowed a change notice."""
-
-    folder: str
-    uidvalidity: int
-    uidnext: int
-    exists: int
-    current: bool = True
-    writable: bool = False
-    permanent: frozenset[str] = frozenset({"\\*"})
-    """PERMANENTFLAGS of a folder opened read-write: ``\\*`` means any new keyword is kept."""
-
-
-def storable(flags: Sequence[str], permanent: frozenset[str]) -> tuple[list[str], list[str]]:
-    """The flags a folder with these PERMANENTFLAGS keeps, and the keywords it would refuse (RFC 3501 7.1)."""
-    kept, dropped = [], []
-    lowered = {p.lower() for p in permanent}
-    for flag in flags:
-        if flag.startswith("\\") or "\\*" in permanent or flag.lower() in lowered:
-            kept.append(flag)
-        else:
-            dropped.append(flag)
-    return kept, dropped
-
-
-_COPYUID = re.compile(rb"\[COPYUID \d+ ([\d:,]+) ([\d:,]+)\]", re.IGNORECASE)
-
-
-def copyuid(answer: object) -> dict[int, int] | None:
-    """The source UID -> copy UID pairs of a COPY answer's COPYUID code (RFC 4315), None when it has none."""
-    found = _COPYUID.search(answer if isinstance(answer, bytes) else str(answer).encode())
-    if found is None:
-        return None
-    sources, copies = (_uid_set(part) for part in found.groups())
-    return dict(zip(sources, copies, strict=False)) if len(sources) == len(copies) else None
-
-
-def _uid_set(text: bytes) -> list[int]:
-    uids: list[int] = []
-    for part in text.decode().split(","):
-        low, _, high = part.partition(":")
-        first, last = int(low), int(high or low)
-        step = 1 if last >= first else -1  # RFC 4315: a range may be given high to low
-        uids.extend(range(first, last + step, step))
-    return uids
-
-
-def _copy(client: Any, uid: int, folder: str) -> bytes:
-    """``UID COPY`` of one message, answering the server's text with its COPYUID code. imapclient's ``copy``
-    returns only untagged answers, and servers put COPYUID in the tagged OK (Dovecot, Courier) or in an untagged
-    OK (Cyrus, for MOVE): both are looked at."""
-    typ, data = client._raw_command(b"COPY", [str(uid).encode(), client._normalise_folder(folder)], uid=True)
-    client._checkok("copy", typ, data)
-    untagged = client._imap.untagged_responses.pop("COPYUID", None)
-    said = b" ".join(part for part in data if isinstance(part, bytes))
-    return said + b"".join(b" [COPYUID " + part + b"]" for part in untagged or () if isinstance(part, bytes))
-
-
-def _fetched_uids(client: Any, uids: str) -> set[int]:
-    """The UIDs a ``UID FETCH <uids> (UID)`` answers. imapclient's ``fetch`` keeps only the UIDs it was given one
-    by one, so a range or ``*`` goes through its raw command."""
-    data = client._raw_command_untagged(b"FETCH", [uids.encode(), b"(UID)"], response_name="FETCH")
-    return set(parse_fetch_response(data, False, True)) if data and data != [None] else set()
-
-
-def _move_method(client: Any) -> MoveMethod:
-    if client.has_capability("MOVE"):
-        return MoveMethod.MOVE
-    return MoveMethod.COPY_EXPUNGE if client.has_capability("UIDPLUS") else MoveMethod.NONE
-
-
-def _ask_namespace(client: Any) -> Namespace:
-    """The personal namespace (RFC 2342); without NAMESPACE, LIST's hierarchy separator and no prefix."""
-    if client.has_capability("NAMESPACE"):
-        personal, other, shared = client.namespace()
-        if personal:
-            prefix, separator = personal[0]
-            others = tuple(_text(p) for group in (other or (), shared or ()) for p, _ in group)
-            return Namespace(_text(prefix), _text(separator) or "/", others, announced=True)
-    found = client.list_folders(directory="", pattern="")
-    return Namespace("", _text(found[0][1]) if found and found[0][1] else "/")
-
-
-def _named(found: Found | None, namespace: Namespace) -> Found | None:
-    """A found special folder by its name on the server."""
-    if found is None or found.how != "configured":
-        return found
-    return Found(found.role, namespace.server_name(found.name), found.how)
-
-
-def _context(doing: str) -> str:
-    return f"{doing}: " if doing else ""
-
-
-def _changed(responses: list[Any]) -> bool:
-    """Whether NOOP's untagged responses announce arrivals or removals (flag changes do not matter here)."""
-    return any(len(r) > 1 and r[1] in (b"EXISTS", b"EXPUNGE", b"RECENT") for r in responses)
-
-
-def _by_size(uids: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:
-    chunk: list[int] = []
-    total = 0
-    for uid in uids:
-        if chunk and total + sizes[uid] > FETCH_BYTES:
-            yield chunk
-            chunk, total = [], 0
-        chunk.append(uid)
-        total += sizes[uid]
-    if chunk:
-        yield chunk
-
-
-def _aware(value: object) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, Exception) and value.args and isinstance(value.args[0], bytes):
-        return _text(value.args[0])  # imapclient carries the server's answer as bytes
-    text = str(value)
-    # LoginError wraps the repr of the server's bytes answer: b'[AUTHENTICATIONFAILED] ...'
-    return text[2:-1] if text.startswith(("b'", 'b"')) and text[-1:] in "'\"" else text
-
-
-def _quietly_close(client: Any) -> None:
-    try:
-        client.shutdown()
-    except Exception:
-        pass

@@ -3,7 +3,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,12 @@ from tests import cyrus as cyrus_server
 from tests.courier import CourierServer
 from tests.cyrus import CyrusServer
 from tests.dovecot import Account, DovecotServer, start_server, unavailable_reason
+from tests.helpers import now  # noqa: F401 - tests import it from here too
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def skip_or_fail(reason: str | None) -> None:

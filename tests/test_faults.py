@@ -33,8 +33,8 @@ from mailtriage.store import Status, Store
 from mailtriage.wiring import daemon_from_settings
 from tests.courier import CourierServer
 from tests.dovecot import Account, DovecotServer, free_port, write_config
+from tests.helpers import order_mail
 from tests.proxy import Proxy, When
-from tests.test_imap import letter
 from tests.test_process import kill_when, recorded, start
 from tests.test_routing_imap import FRENCH_RETURN
 from tests.test_routing_imap import settings_for as routed_settings
@@ -42,7 +42,7 @@ from tests.test_routing_imap import settings_for as routed_settings
 pytestmark = pytest.mark.dovecot
 
 
-def customer_mail(number: int, padding: int = 0) -> bytes:
+def return_request(number: int, padding: int = 0) -> bytes:
     """A return request (routed to Support/Returns with a draft), different each time; ``padding`` lines more."""
     data = FRENCH_RETURN.replace(b"<retour-1@example.org>", f"<retour-{number}@example.org>".encode()).replace(
         b"A-10487", f"A-{20000 + number}".encode()
@@ -125,7 +125,7 @@ def test_a_connection_cut_at_any_point_of_a_cycle_loses_nothing_and_drafts_once(
     pattern: bytes,
     when: When,
 ) -> None:
-    account.append_many(customer_mail(n) for n in range(3))
+    account.append_many(return_request(n) for n in range(3))
     daemon = daemon_from_settings(settings_through(account, store, seed_model, proxy.port))
     cut = proxy.cut_at(pattern, when)
     with caplog.at_level(logging.INFO):
@@ -161,7 +161,7 @@ def test_a_cut_in_the_middle_of_a_move_by_copy_and_expunge_leaves_one_copy_and_n
     courier_account: Account, store: Store, seed_model: Path, courier_proxy: Proxy, pattern: bytes, when: When
 ) -> None:
     account = courier_account
-    account.append_many(customer_mail(n) for n in range(3))
+    account.append_many(return_request(n) for n in range(3))
     daemon = daemon_from_settings(settings_through(account, store, seed_model, courier_proxy.port))
     cut = courier_proxy.cut_at(pattern, when)
     first = daemon.cycle(daemon.mailboxes[0])
@@ -184,7 +184,7 @@ def test_the_daemon_keeps_triaging_after_its_idle_connection_is_cut(
         try:
             wait_for(lambda: any(c.endswith(b" IDLE") for c in proxy.commands), "the daemon to start IDLE")
             proxy.cut_all()
-            account.append_many([customer_mail(0)])
+            account.append_many([return_request(0)])
             wait_for(
                 lambda: len(store.messages.all()) == 1 and store.messages.all()[0].status == Status.ROUTED,
                 "the message",
@@ -213,7 +213,7 @@ def wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
 def test_a_locked_store_fails_the_cycle_with_one_line_and_the_next_cycle_loses_nothing(
     account: Account, store: Store, seed_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    account.append_many(customer_mail(n) for n in range(3))
+    account.append_many(return_request(n) for n in range(3))
     daemon = daemon_from_settings(settings_through(account, store, seed_model))
     holder = sqlite3.connect(str(store.engine.url.database), isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # a backup or another process holding the database
@@ -234,7 +234,7 @@ def test_a_locked_store_fails_the_cycle_with_one_line_and_the_next_cycle_loses_n
 def test_a_full_disk_under_the_store_fails_the_cycle_and_once_there_is_room_nothing_is_lost(
     account: Account, store: Store, seed_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    account.append_many(customer_mail(n, padding=100) for n in range(3))  # rows that need new pages
+    account.append_many(return_request(n, padding=100) for n in range(3))  # rows that need new pages
     daemon = daemon_from_settings(settings_through(account, store, seed_model))
     full = {"on": True}
 
@@ -262,7 +262,7 @@ def test_a_store_that_was_read_only_when_the_daemon_opened_it_works_again_once_i
 ) -> None:
     """SQLite opens a file it may not write read-only, and that connection stays so for its life: a daemon
     started during a read-only window kept failing after the permissions came back, until restarted."""
-    account.append_many(customer_mail(n) for n in range(3))
+    account.append_many(return_request(n) for n in range(3))
     read_only = {"on": True}
     daemon = daemon_from_settings(settings_through(account, store, seed_model))
 
@@ -309,7 +309,7 @@ def test_idle_that_fails_comes_back_by_itself_and_says_so_once(
                 proxy.cut_all()
             wait_for(lambda: any("listening again after" in r.getMessage() for r in caplog.records), "IDLE")
             wait_for(lambda: daemon._failures[account.username] == 0 and not daemon._running, "a good cycle")
-            account.append_many([customer_mail(0)])
+            account.append_many([return_request(0)])
             wait_for(
                 lambda: len(store.messages.all()) == 1 and store.messages.all()[0].status == Status.ROUTED,
                 "the message",
@@ -333,7 +333,7 @@ def test_a_failing_token_command_an_expired_token_and_a_wrong_password_each_say_
 ) -> None:
     accounts = [dovecot.new_account() for _ in range(4)]
     for index, account in enumerate(accounts):
-        account.append_many([customer_mail(index)])
+        account.append_many([return_request(index)])
     dovecot.tokens["good-token"] = accounts[0].username
     broken_command = tmp_path / "token.sh"
     broken_command.write_text("#!/bin/sh\necho 'token endpoint: 503' >&2\nexit 1\n")
@@ -379,7 +379,7 @@ def test_a_server_whose_search_answers_nothing_skips_no_mail_across_sigkills_and
     """GNU Mailutils' imap4d answers ``UID SEARCH UID 1:*`` with nothing while UIDNEXT and EXISTS say 60 messages
     wait; ``every-uid-search`` blanks explicit ranges too, so only ``UID FETCH`` lists the mail."""
     proxy.blank_searches(blanked)
-    account.append_many(letter(n) for n in range(60))
+    account.append_many(order_mail(n) for n in range(60))
     database = tmp_path / "store.db"
     through = account.settings(name=account.username, port=proxy.port)
     config = write_config(tmp_path / "c.toml", [through], database, seed_model, intake={"batch_size": 7})
@@ -389,7 +389,7 @@ def test_a_server_whose_search_answers_nothing_skips_no_mail_across_sigkills_and
         kill_when(process, database, threshold)
         killed_at.append(recorded(database))
     assert killed_at[-1] < 60, killed_at  # the kills landed mid-cycle
-    account.append_many(letter(n) for n in range(60, 80))  # more mail while the daemon was down
+    account.append_many(order_mail(n) for n in range(60, 80))  # more mail while the daemon was down
     finished = start(config, "--once")
     out, err = finished.communicate(timeout=120)
     assert finished.returncode == 0, err.decode()

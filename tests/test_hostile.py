@@ -12,7 +12,6 @@ import email
 import logging
 import os
 from collections import Counter
-from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -42,18 +41,14 @@ from mailtriage.settings import (
 from mailtriage.store import MessageRecord, Status, Store
 from mailtriage.wiring import deadline_sweep, triage_from_settings
 from tests.dovecot import Account, DovecotServer, write_config
+from tests.helpers import TEMPLATES, now, settings_for
 
-TEMPLATES = Path(__file__).parent.parent / "templates"
 DRAFT_HEADERS = Counter(
     ["From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References", ANSWERS_HEADER, ANSWERS_HASH_HEADER,
      "Content-Type", "Content-Transfer-Encoding", "MIME-Version", "Content-Language"]
 )  # fmt: skip
 """Every header a draft has, each exactly once: nothing a customer writes can add one."""
 MAX_DRAFT_BYTES = 16_384
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def letter(
@@ -80,15 +75,6 @@ NORMAL = letter(
     body=b"Hi, I want to send back the kettle from order A-40001 and be refunded. Where do I get a return label?\r\n",
 )
 """The ordinary customer who writes at the same time as each hostile mail, and must be served as usual."""
-
-
-def settings_for(account: Account) -> Settings:
-    """Default categories (drafts, no moves: every message stays in the inbox), the shipped templates."""
-    return Settings(
-        mailboxes=(MailboxSettings.model_validate(account.settings().model_dump()),),
-        categories=DEFAULT_CATEGORIES,
-        drafts=DraftSettings(from_address="Support <support@example.com>", templates=TEMPLATES),
-    )
 
 
 @pytest.fixture(scope="module")

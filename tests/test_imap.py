@@ -20,20 +20,9 @@ from mailtriage.scheduler import Daemon
 from mailtriage.settings import Auth, ScheduleSettings, Secret, Security
 from mailtriage.store import Store
 from tests.dovecot import Account, DovecotServer, write_config
+from tests.helpers import now, order_mail
 
 pytestmark = pytest.mark.dovecot
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def letter(n: int, tag: str = "m") -> bytes:
-    return (
-        f"From: Customer {n} <c{n}@example.com>\r\nTo: support@example.com\r\nSubject: Order {n} is late\r\n"
-        f"Message-ID: <{tag}{n}@example.com>\r\nDate: Mon, 23 Nov 2026 08:00:00 +0100\r\n\r\n"
-        f"Hello, order {n} has not arrived yet.\r\n"
-    ).encode()
 
 
 def run_once(config: Path, *extra: str) -> tuple[int, str]:
@@ -44,7 +33,7 @@ def run_once(config: Path, *extra: str) -> tuple[int, str]:
 def test_run_once_records_300_messages_then_none_and_sets_no_seen_flag(
     seed_model: Path, account: Account, tmp_path: Path
 ) -> None:
-    account.append_many(letter(n) for n in range(300))
+    account.append_many(order_mail(n) for n in range(300))
     config = write_config(tmp_path / "c.toml", [account], tmp_path / "store.db", seed_model, intake={"batch_size": 50})
     assert run_once(config) == (0, f"{account.username}: 300 new, 0 skipped, 0 failed\n")
     assert run_once(config) == (0, f"{account.username}: 0 new, 0 skipped, 0 failed\n")
@@ -55,7 +44,7 @@ def test_run_once_records_300_messages_then_none_and_sets_no_seen_flag(
 
 
 def test_run_once_json_reports_each_mailbox(seed_model: Path, account: Account, tmp_path: Path) -> None:
-    account.append_many([letter(1)])
+    account.append_many([order_mail(1)])
     config = write_config(tmp_path / "c.toml", [account], tmp_path / "store.db", seed_model)
     code, output = run_once(config, "--json")
     [report] = json.loads(output)
@@ -65,26 +54,26 @@ def test_run_once_json_reports_each_mailbox(seed_model: Path, account: Account, 
 
 def test_mail_arriving_between_two_cycles_on_one_connection_is_found(account: Account, store: Store) -> None:
     mailbox = ImapMailbox(account.settings())
-    account.append_many([letter(1)])
+    account.append_many([order_mail(1)])
     assert run_cycle(mailbox, store, now=now).new == 1
-    account.append_many([letter(2)])  # right after a fetch
+    account.append_many([order_mail(2)])  # right after a fetch
     assert run_cycle(mailbox, store, now=now).new == 1
     assert run_cycle(mailbox, store, now=now).new == 0
-    account.append_many([letter(3)])  # after an idle cycle
+    account.append_many([order_mail(3)])  # after an idle cycle
     assert run_cycle(mailbox, store, now=now).new == 1
     assert [run_cycle(mailbox, store, now=now).new for _ in range(2)] == [0, 0]
 
 
 def test_mail_already_read_by_another_client_is_still_processed(account: Account, store: Store) -> None:
-    account.append_many([letter(1)], flags=["\\Seen"])
+    account.append_many([order_mail(1)], flags=["\\Seen"])
     assert run_cycle(ImapMailbox(account.settings()), store, now=now).new == 1
 
 
 def test_mail_that_arrived_during_downtime_is_processed_however_old(account: Account, store: Store) -> None:
-    account.append_many([letter(1)])
+    account.append_many([order_mail(1)])
     run_cycle(ImapMailbox(account.settings()), store, now=now)
     long_ago = datetime(2019, 3, 1, 12, 0, tzinfo=UTC)
-    account.append_many((letter(n) for n in range(2, 12)), date=long_ago)
+    account.append_many((order_mail(n) for n in range(2, 12)), date=long_ago)
     restarted = ImapMailbox(account.settings())
     assert run_cycle(restarted, store, now=now).new == 10
     assert min(r.received_at for r in store.messages.all() if r.received_at) == long_ago
@@ -93,7 +82,7 @@ def test_mail_that_arrived_during_downtime_is_processed_however_old(account: Acc
 def test_a_changed_uidvalidity_on_the_server_reprocesses_nothing(
     dovecot: DovecotServer, account: Account, store: Store
 ) -> None:
-    account.append_many(letter(n) for n in range(5))
+    account.append_many(order_mail(n) for n in range(5))
     mailbox = ImapMailbox(account.settings())
     run_cycle(mailbox, store, now=now)
     mailbox.close()
@@ -132,7 +121,7 @@ def test_xoauth2_logs_in_with_a_token_from_a_command_and_an_expired_token_is_ref
     dovecot: DovecotServer, account: Account, store: Store, tmp_path: Path
 ) -> None:
     dovecot.tokens["fresh-token"] = account.username
-    account.append_many([letter(1)])
+    account.append_many([order_mail(1)])
     good = ImapMailbox(account.settings(auth=Auth.XOAUTH2, secret=Secret(command="echo fresh-token")))
     assert run_cycle(good, store, now=now).new == 1
     expired = ImapMailbox(account.settings(auth=Auth.XOAUTH2, secret=Secret(command="echo expired-token")))
@@ -145,7 +134,7 @@ def test_one_mailbox_with_a_wrong_password_does_not_stop_the_others(
 ) -> None:
     accounts = [dovecot.new_account() for _ in range(3)]
     for account in accounts:
-        account.append_many(letter(n, tag=account.username) for n in range(4))
+        account.append_many(order_mail(n, tag=account.username) for n in range(4))
     accounts[1].secret_file.write_text("not-the-password\n")
     config = write_config(tmp_path / "c.toml", accounts, tmp_path / "store.db", seed_model)
     code, output = run_once(config)
@@ -161,11 +150,11 @@ def test_the_daemon_reconnects_after_the_server_restarts(
 ) -> None:
     schedule = ScheduleSettings(backoff_initial=0.1)
     daemon = Daemon([ImapMailbox(account.settings())], store, schedule)
-    account.append_many([letter(1)])
+    account.append_many([order_mail(1)])
     assert daemon.cycle(daemon.mailboxes[0]).new == 1
     dovecot.restart()
     dovecot.kick(account.username)  # a restart leaves running sessions alone; a crash would not
-    account.append_many([letter(2)])
+    account.append_many([order_mail(2)])
     reports = [daemon.cycle(daemon.mailboxes[0]) for _ in range(2)]
     assert sum(r.new for r in reports) == 1 and reports[-1].ok
     daemon.close()
@@ -180,7 +169,7 @@ def test_idle_reports_new_mail_within_a_second(account: Account) -> None:
     thread.start()
     time.sleep(0.5)  # let IDLE begin
     sent = time.monotonic()
-    account.append_many([letter(1)])
+    account.append_many([order_mail(1)])
     thread.join(timeout=10)
     stop.set()
     assert woke and woke[0] and woke[0] - sent < 1.0
@@ -197,7 +186,7 @@ def test_the_running_daemon_triages_mail_pushed_by_idle_long_before_its_next_pol
     runner.start()
     try:
         time.sleep(3.5)  # first poll done, IDLE listening (and, with a short timeout, re-issued a few times)
-        account.append_many([letter(1)])
+        account.append_many([order_mail(1)])
         deadline = time.monotonic() + 5
         while store.messages.count() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -19,11 +19,9 @@ from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.models import MessageKind
 from mailtriage.settings import (
-    DEFAULT_CATEGORIES,
     ClassifierSettings,
     DraftSettings,
     IntakeSettings,
-    MailboxSettings,
     Settings,
     StoreSettings,
 )
@@ -31,6 +29,7 @@ from mailtriage.store import Status, Store
 from mailtriage.wiring import daemon_from_settings
 from tests.cyrus import CyrusServer
 from tests.dovecot import Account, write_config
+from tests.helpers import settings_for as shared_settings
 
 SERVERS = ["dovecot", "cyrus", "courier"]
 FOLDERS = {
@@ -52,20 +51,14 @@ def server_account(request: pytest.FixtureRequest) -> Account:
 
 
 def settings_for(account: Account, tmp_path: Path, model: Path) -> Settings:
-    categories = tuple(
-        c.model_copy(update={"folder": FOLDERS[c.name], "keywords": (f"${c.name.title().replace('-', '')}",)})
-        if c.name in FOLDERS
-        else c
-        for c in DEFAULT_CATEGORIES
-    )
-    return Settings(
-        mailboxes=(MailboxSettings.model_validate(account.settings(name="support").model_dump()),),
-        categories=categories,
+    keywords = {name: (f"${name.title().replace('-', '')}",) for name in FOLDERS}
+    return shared_settings(
+        account, name="support", folders=FOLDERS, keywords=keywords,
         store=StoreSettings(url=f"sqlite:///{tmp_path / 'store.db'}"),
         intake=IntakeSettings(own_addresses=(SUPPORT_ADDRESS,)),
         classifier=ClassifierSettings(model=model),
         drafts=DraftSettings(from_address=f"Support <{SUPPORT_ADDRESS}>"),
-    )
+    )  # fmt: skip
 
 
 def everything(account: Account) -> dict[str, list[tuple[str, str, frozenset[bytes]]]]:

@@ -8,6 +8,7 @@ from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.models import Classification, ParsedEmail, RouteDecision
 from mailtriage.pipeline import CycleOptions, Triage, run_cycle
 from mailtriage.store import Store
+from tests.helpers import order_mail
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -16,16 +17,9 @@ def clock() -> datetime:
     return NOW
 
 
-def customer_mail(n: int, subject: str | None = None, extra: str = "") -> bytes:
-    return (
-        f"From: Customer {n} <c{n}@example.com>\nTo: support@example.com\nSubject: {subject or f'Order {n}'}\n"
-        f"Message-ID: <m{n}@example.com>\n{extra}\nMy order {n} has not arrived.\n"
-    ).encode()
-
-
 def fill(mailbox: MemoryMailbox, count: int, start: int = 0) -> None:
     for n in range(start, start + count):
-        mailbox.append("INBOX", customer_mail(n))
+        mailbox.append("INBOX", order_mail(n))
 
 
 def test_every_new_message_is_recorded_once_and_a_second_cycle_records_none(store: Store) -> None:
@@ -41,7 +35,7 @@ def test_every_new_message_is_recorded_once_and_a_second_cycle_records_none(stor
 def test_an_idle_cycle_asks_only_about_the_inbox_and_fetches_nothing(store: Store) -> None:
     mailbox = MemoryMailbox()
     fill(mailbox, 10)
-    mailbox.append("Support/Returns", customer_mail(99))  # a category's folder: read by the sweep, not the poll
+    mailbox.append("Support/Returns", order_mail(99))  # a category's folder: read by the sweep, not the poll
     run_cycle(mailbox, store, now=clock)
     mailbox.fetched.clear()
     mailbox.asked.clear()
@@ -61,7 +55,7 @@ def test_only_mail_that_arrived_since_the_last_cycle_is_fetched(store: Store) ->
 
 def test_mail_read_by_another_client_first_is_still_processed(store: Store) -> None:
     mailbox = MemoryMailbox()
-    mailbox.append("INBOX", customer_mail(1), flags=["\\Seen"])
+    mailbox.append("INBOX", order_mail(1), flags=["\\Seen"])
     assert run_cycle(mailbox, store, now=clock).new == 1
 
 
@@ -89,8 +83,8 @@ def test_a_backlog_larger_than_the_cycle_cap_is_finished_by_later_cycles(store: 
 
 def test_the_same_message_delivered_twice_is_processed_once(store: Store) -> None:
     mailbox = MemoryMailbox()
-    mailbox.append("INBOX", customer_mail(1))
-    mailbox.append("INBOX", customer_mail(1))
+    mailbox.append("INBOX", order_mail(1))
+    mailbox.append("INBOX", order_mail(1))
     report = run_cycle(mailbox, store, now=clock)
     assert (report.new, report.skipped) == (1, 1)
     assert store.messages.count() == 1
@@ -98,14 +92,14 @@ def test_the_same_message_delivered_twice_is_processed_once(store: Store) -> Non
 
 def test_two_different_messages_sharing_a_message_id_are_both_processed(store: Store) -> None:
     mailbox = MemoryMailbox()
-    mailbox.append("INBOX", customer_mail(1))
-    mailbox.append("INBOX", customer_mail(1, subject="Something else entirely"))
+    mailbox.append("INBOX", order_mail(1))
+    mailbox.append("INBOX", order_mail(1, subject="Something else entirely"))
     assert run_cycle(mailbox, store, now=clock).new == 2
 
 
 def test_an_out_of_office_reply_is_recorded_and_never_triaged(store: Store) -> None:
     mailbox = MemoryMailbox()
-    mailbox.append("INBOX", customer_mail(1, subject="Out of office", extra="Auto-Submitted: auto-replied"))
+    mailbox.append("INBOX", order_mail(1, subject="Out of office", headers="Auto-Submitted: auto-replied\r\n"))
     report = run_cycle(mailbox, store, now=clock)
     [record] = store.messages.all()
     assert (report.new, report.skipped) == (0, 1)
@@ -114,7 +108,7 @@ def test_an_out_of_office_reply_is_recorded_and_never_triaged(store: Store) -> N
 
 def test_a_stage_that_fails_on_one_message_leaves_it_recorded_as_failed_and_the_cycle_goes_on(store: Store) -> None:
     def stages(parsed: ParsedEmail) -> Classification:
-        if parsed.subject == "Order 1":
+        if parsed.subject == "Order 1 is late":
             raise ValueError("template missing")
         return Classification("order-delivery", "order-delivery", 0.9, "en", "test")
 
@@ -123,7 +117,7 @@ def test_a_stage_that_fails_on_one_message_leaves_it_recorded_as_failed_and_the_
     report = run_cycle(mailbox, store, now=clock, stages=Triage(classify=stages))
     assert (report.new, report.failed) == (2, 1)
     failed = [r for r in store.messages.all() if r.status == "failed"]
-    assert [(r.subject, r.error) for r in failed] == [("Order 1", "ValueError: template missing")]
+    assert [(r.subject, r.error) for r in failed] == [("Order 1 is late", "ValueError: template missing")]
 
 
 def test_asking_to_stop_ends_the_cycle_after_the_message_in_hand_and_loses_nothing(store: Store) -> None:
@@ -160,7 +154,7 @@ def test_every_recorded_message_has_an_audit_event(store: Store, status_before: 
 def test_history_older_than_the_backfill_window_of_the_first_sync_is_recorded_but_not_triaged(store: Store) -> None:
     mailbox = MemoryMailbox()
     for n, age in enumerate([30, 20, 1]):
-        mailbox.append("INBOX", customer_mail(n), internal_date=NOW - timedelta(days=age))
+        mailbox.append("INBOX", order_mail(n), internal_date=NOW - timedelta(days=age))
     options = CycleOptions(backfill_days=7, max_per_cycle=1)
     triage = Triage(classify=lambda parsed: Classification("billing", "billing", 0.9, "en", "m"))
     reports = [run_cycle(mailbox, store, now=clock, options=options, stages=triage) for _ in range(3)]
@@ -171,7 +165,7 @@ def test_history_older_than_the_backfill_window_of_the_first_sync_is_recorded_bu
         ("classified", "billing"),
     ]
     # Weeks later, after an outage: mail that arrived after the first sync is triaged, however old it is now.
-    mailbox.append("INBOX", customer_mail(9), internal_date=NOW + timedelta(days=2))
+    mailbox.append("INBOX", order_mail(9), internal_date=NOW + timedelta(days=2))
     later = run_cycle(mailbox, store, now=lambda: NOW + timedelta(days=60), options=options, stages=triage)
     assert later.new == 1
 

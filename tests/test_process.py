@@ -15,7 +15,7 @@ from mailtriage.demo import build_maildir
 from mailtriage.mailbox.maildir import UID_FILE
 from mailtriage.settings import MailboxSettings
 from tests.dovecot import Account, write_config
-from tests.test_imap import letter
+from tests.helpers import order_mail
 
 pytestmark = pytest.mark.dovecot
 
@@ -46,7 +46,7 @@ def kill_when(process: subprocess.Popen[bytes], database: Path, at_least: int) -
 def test_sigkill_at_several_points_of_a_cycle_then_restart_records_every_message_exactly_once(
     seed_model: Path, account: Account, tmp_path: Path
 ) -> None:
-    account.append_many(letter(n) for n in range(300))
+    account.append_many(order_mail(n) for n in range(300))
     database = tmp_path / "store.db"
     config = write_config(tmp_path / "c.toml", [account], database, seed_model, intake={"batch_size": 7})
     killed_at = []

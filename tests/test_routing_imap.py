@@ -6,7 +6,7 @@ import email
 import json
 import logging
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -27,7 +27,6 @@ from mailtriage.settings import (
     DEFAULT_CATEGORIES,
     ClassifierSettings,
     DraftSettings,
-    MailboxSettings,
     Rule,
     Security,
     Settings,
@@ -38,9 +37,10 @@ from mailtriage.store import Status, Store
 from mailtriage.training import store_examples
 from mailtriage.wiring import daemon_from_settings, triage_from_settings
 from tests.dovecot import Account, free_port
+from tests.helpers import TEMPLATES, now
+from tests.helpers import settings_for as shared_settings
 
 pytestmark = pytest.mark.dovecot
-TEMPLATES = Path(__file__).parent.parent / "templates"
 FRENCH_RETURN = (
     "From: =?utf-8?q?Ren=C3=A9e_Lef=C3=A8vre?= <renee@example.org>\r\nTo: support@example.com\r\n"
     "Subject: Retour de ma cafetière, commande A-10487\r\nMessage-ID: <retour-1@example.org>\r\n"
@@ -55,23 +55,13 @@ OUT_OF_OFFICE = (
 )
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 def settings_for(account: Account, templates: Path = TEMPLATES, rules: tuple[Rule, ...] = ()) -> Settings:
-    folders = {"return-refund": ("Support/Returns", ("$Returns",)), "billing": ("Support/Billing", ())}
-    categories = tuple(
-        c.model_copy(update={"folder": folders[c.name][0], "keywords": folders[c.name][1]}) if c.name in folders else c
-        for c in DEFAULT_CATEGORIES
-    )
-    mailbox = MailboxSettings.model_validate(account.settings().model_dump())
-    return Settings(
-        mailboxes=(mailbox,),
-        categories=categories,
-        rules=rules,
+    """Returns filed in Support/Returns with $Returns, billing in Support/Billing; the rest stays in the inbox."""
+    return shared_settings(
+        account, folders={"return-refund": "Support/Returns", "billing": "Support/Billing"},
+        keywords={"return-refund": ("$Returns",)}, rules=rules,
         drafts=DraftSettings(from_address="Support <support@example.com>", templates=templates),
-    )
+    )  # fmt: skip
 
 
 def cycle(account: Account, store: Store, model: Path, settings: Settings) -> None:

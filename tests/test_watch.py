@@ -26,7 +26,6 @@ from mailtriage.pipeline import CycleOptions, run_cycle
 from mailtriage.settings import (
     ClassifierSettings,
     DeadlineSettings,
-    MailboxSettings,
     Security,
     Settings,
     SmtpSettings,
@@ -36,6 +35,7 @@ from mailtriage.store import Status, Store
 from mailtriage.watch import OVERDUE_KEYWORD, SOON_KEYWORD, Signals, sweep_deadlines
 from mailtriage.wiring import daemon_from_settings, deadline_sweep
 from tests.dovecot import Account, free_port
+from tests.helpers import settings_for as shared_settings
 
 T0 = datetime(2026, 11, 16, 8, 0, tzinfo=UTC)
 """When the customer's message arrives (its INTERNALDATE): in the past, since a server files a future date as now."""
@@ -134,8 +134,8 @@ def smtp() -> Iterator[SmtpSink]:
 
 
 def settings_for(account: Account, smtp: SmtpSink, webhook: WebhookReceiver) -> Settings:
-    return Settings(
-        mailboxes=(MailboxSettings.model_validate(account.settings().model_dump()),),
+    return shared_settings(
+        account,
         smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, security=Security.NONE),
         deadlines=DeadlineSettings(digest_to="leads@example.com", webhook_url=webhook.url, warn_hours_left=4),
     )

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -14,7 +15,6 @@ from tests import cyrus as cyrus_server
 from tests.courier import CourierServer
 from tests.cyrus import CyrusServer
 from tests.dovecot import Account, DovecotServer, start_server, unavailable_reason
-from tests.helpers import now  # noqa: F401 - tests import it from here too
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -30,14 +30,29 @@ def skip_or_fail(reason: str | None) -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[DovecotServer]:
-    """A private Dovecot for the whole run; skipped where it cannot run, a failure under CI=true."""
-    skip_or_fail(unavailable_reason())
-    server = start_server()
+class TestServer(Protocol):
+    directory: Path
+
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=TestServer)
+
+
+def serve(unavailable: Callable[[], str | None], start: Callable[[], S]) -> Iterator[S]:
+    """A private server for the whole run: skipped where it cannot run (a failure under CI=true), stopped and
+    removed at the end."""
+    skip_or_fail(unavailable())
+    server = start()
     yield server
     server.stop()
     shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    """A private Dovecot for the whole run; skipped where it cannot run, a failure under CI=true."""
+    yield from serve(unavailable_reason, start_server)
 
 
 @pytest.fixture
@@ -49,11 +64,7 @@ def account(dovecot: DovecotServer) -> Account:
 @pytest.fixture(scope="session")
 def cyrus() -> Iterator[CyrusServer]:
     """A private Cyrus IMAP 3.6 for the whole run (namespace INBOX., lower-case SPECIAL-USE markers)."""
-    skip_or_fail(cyrus_server.unavailable_reason())
-    server = cyrus_server.start_server()
-    yield server
-    server.stop()
-    shutil.rmtree(server.directory, ignore_errors=True)
+    yield from serve(cyrus_server.unavailable_reason, cyrus_server.start_server)
 
 
 @pytest.fixture
@@ -65,11 +76,7 @@ def cyrus_account(cyrus: CyrusServer) -> Account:
 @pytest.fixture(scope="session")
 def courier() -> Iterator[CourierServer]:
     """A private Courier-IMAP 5 for the whole run (namespace INBOX., no SPECIAL-USE, no MOVE)."""
-    skip_or_fail(courier_server.unavailable_reason())
-    server = courier_server.start_server()
-    yield server
-    server.stop()
-    shutil.rmtree(server.directory, ignore_errors=True)
+    yield from serve(courier_server.unavailable_reason, courier_server.start_server)
 
 
 @pytest.fixture

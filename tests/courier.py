@@ -24,14 +24,13 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.dovecot import Account, free_port
+from tests.dovecot import Account, free_port, wait_for_greeting
 
 SERVERS = Path(os.environ.get("MAILTRIAGE_TEST_SERVERS", "/opt/mailtriage-test-servers"))
 INSTALL = "bash tests/install-servers.sh"
@@ -83,20 +82,6 @@ def unavailable_reason() -> str | None:
     if not (root() / "usr/bin/imapd").exists():
         return f"courier-imap is not unpacked in {root()}: run {INSTALL}"
     return None
-
-
-def wait_for_greeting(port: int, timeout: float) -> bool:
-    """True once an IMAP server on ``port`` greets with ``* OK``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-                if sock.recv(200).startswith(b"* OK"):
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
 
 
 @dataclass

@@ -26,17 +26,15 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from imapclient import imap_utf7
 
-from tests.dovecot import Account, free_port
+from tests.dovecot import Account, free_port, wait_for_greeting
 
 SERVERS = Path(os.environ.get("MAILTRIAGE_TEST_SERVERS", "/opt/mailtriage-test-servers"))
 INSTALL = "bash tests/install-servers.sh"
@@ -107,20 +105,6 @@ def quote(folder: str) -> str:
     """A folder name as an IMAP quoted string, in modified UTF-7."""
     encoded: bytes = imap_utf7.encode(folder)
     return '"' + encoded.decode("ascii").replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def wait_for_greeting(port: int, timeout: float) -> bool:
-    """True once an IMAP server on ``port`` greets with ``* OK``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-                if sock.recv(200).startswith(b"* OK"):
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
 
 
 @dataclass

@@ -98,6 +98,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_greeting(port: int, timeout: float) -> bool:
+    """True once an IMAP server on ``port`` greets with ``* OK``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                if sock.recv(200).startswith(b"* OK"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 def unavailable_reason() -> str | None:
     """Why a private Dovecot cannot run here, or None when it can."""
     if shutil.which("dovecot") is None:

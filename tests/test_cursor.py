@@ -13,7 +13,7 @@ from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.models import RawMessage
 from mailtriage.pipeline import CycleOptions, run_cycle
 from mailtriage.store import Status, Store, SyncState
-from tests.conftest import now
+from tests.helpers import now
 from tests.test_pipeline import fill
 
 AT = datetime(2026, 11, 20, 9, tzinfo=UTC)

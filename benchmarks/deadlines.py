@@ -12,16 +12,17 @@ What it measures, in one run:
    and the same open messages in the largest store. If the sweep follows the open messages, those cost several
    times the 100-open rows, whatever the store's size; if it followed the store, the 50,000-message rows would.
 
-Every store is a fresh SQLite file, filled with one executemany (the columns ``Store.record`` writes), beside a
-``MemoryMailbox`` whose INBOX holds every message at the UID the store records (flags: ``\\Seen``, plus
+Every store is a fresh SQLite file, filled with one executemany (the columns ``store.messages.record`` writes),
+beside a ``MemoryMailbox`` whose INBOX holds every message at the UID the store records (flags: ``\\Seen``, plus
 ``\\Answered`` on the answered ones) and whose Sent folder holds 20 replies to answered messages. A sweep is
-``sweep_deadlines(mailbox, store, policy, now)`` with the default signals (flags only) and a 24 h target with a 4 h
-warning, as the daemon calls it: STATUS of Sent, the watched query, the flags of the open messages, their state at
-``now``, the owed signals. The first sweep of each store reads the Sent folder (as the daemon's first sweep does)
-and a second warms up; then every sweep is timed with ``time.perf_counter``, ``--repeat`` (50) per store, the
-stores taking turns so that a slow moment of the machine falls on all of them. Each sweep is checked to have
-changed nothing. One more sweep per store, untimed, counts the SQL statements it runs; the largest store's are
-shown with SQLite's query plan, which says whether a statement reads an index or the whole table.
+``sweep_deadlines(mailbox, store, policy, clock)`` with a clock that always says ``now``, the default signals (flags
+only) and a 24 h target with a 4 h warning, as the daemon calls it: STATUS of Sent, the watched query, the flags of
+the open messages, their state at ``now``, the owed signals. The first sweep of each store reads the Sent folder (as
+the daemon's first sweep does) and a second warms up; then every sweep is timed with ``time.perf_counter``,
+``--repeat`` (50) per store, the stores taking turns so that a slow moment of the machine falls on all of them. Each
+sweep is checked to have changed nothing. One more sweep per store, untimed, counts the SQL statements it runs; the
+largest store's are shown with SQLite's query plan, which says whether a statement reads an index or the whole
+table.
 
 The mailbox is in memory, so the figures are the sweep's own cost (the store and the Python around it) without the
 IMAP round trips a real server adds: one STATUS of Sent and one flags fetch per folder of open messages per sweep.
@@ -63,10 +64,11 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # mailtriage itself, when it is not installed
 
-from mailtriage.deadlines import Policy, WarningRule  # noqa: E402
+from mailtriage.deadlines import Policy, State, WarningRule  # noqa: E402
 from mailtriage.mailbox.memory import MemoryMailbox  # noqa: E402
-from mailtriage.store import Store  # noqa: E402
-from mailtriage.watch import Signals, sweep_deadlines  # noqa: E402
+from mailtriage.models import MessageKind  # noqa: E402
+from mailtriage.store import Status, Store  # noqa: E402
+from mailtriage.watch import BY_SENT, Signals, sweep_deadlines  # noqa: E402
 
 MAILBOX = "support"
 SIZES = (10, 100, 1_000, 50_000)
@@ -146,7 +148,7 @@ def message_bytes(number: int, received: datetime, kind: str) -> bytes:
 
 
 def row(number: int, data: bytes, received: datetime, kind: str) -> dict[str, Any]:
-    """The columns ``Store.record`` writes for a message, as the pipeline would have recorded it."""
+    """The columns ``store.messages.record`` writes for a message, as the pipeline would have recorded it."""
     customer = kind != "no-deadline"
     return {
         "mailbox": MAILBOX,
@@ -163,9 +165,9 @@ def row(number: int, data: bytes, received: datetime, kind: str) -> dict[str, An
         "sent_at": naive(received),
         "received_at": naive(received),
         "in_reply_to": None,
-        "kind": "customer" if customer else "auto-reply",
+        "kind": MessageKind.CUSTOMER.value if customer else MessageKind.AUTO_REPLY.value,
         "kind_reason": "" if customer else "Auto-Submitted: auto-generated",
-        "status": "routed" if customer else "skipped",
+        "status": Status.ROUTED.value if customer else Status.SKIPPED.value,
         "new_text": f"Hello, question {number} here.",
         "attachments": [],
         "defects": [],
@@ -174,9 +176,9 @@ def row(number: int, data: bytes, received: datetime, kind: str) -> dict[str, An
         "category": "billing" if customer else None,
         "decided_by": "rule:billing" if customer else None,
         "due_at": naive(received + POLICY.target) if customer else None,
-        "deadline_state": {"open": "on-track", "answered": "answered"}.get(kind),
+        "deadline_state": {"open": State.ON_TRACK.value, "answered": State.ANSWERED.value}.get(kind),
         "answered_at": naive(received + timedelta(hours=3)) if kind == "answered" else None,
-        "answered_how": "reply in Sent" if kind == "answered" else None,
+        "answered_how": BY_SENT if kind == "answered" else None,
     }
 
 
@@ -215,7 +217,7 @@ def build(case: Case, workdir: Path, rng: random.Random) -> tuple[MemoryMailbox,
         if kind == "answered":
             answered_ids.append(number)
     with store.engine.begin() as db:
-        db.execute(store.messages_table.insert(), rows)
+        db.execute(store.messages.table.insert(), rows)
     # Replies already sent (to answered messages, or to mail older than the store): read by the first sweep only.
     for index in range(SENT_REPLIES):
         to = f"<q{answered_ids[-1 - index]}@customer.example>" if index < len(answered_ids) else f"<old{index}@x>"
@@ -234,7 +236,7 @@ def sweep(mailbox: MemoryMailbox, store: Store) -> float:
     """One sweep at ``NOW``, checked to have changed nothing: its seconds."""
     start = time.perf_counter()
     # MemoryMailbox.append returns the new UID where the Mailbox protocol's returns None: nothing else differs.
-    report = sweep_deadlines(mailbox, store, POLICY, NOW, Signals())  # type: ignore[arg-type]
+    report = sweep_deadlines(mailbox, store, POLICY, lambda: NOW, Signals())  # type: ignore[arg-type]
     elapsed = time.perf_counter() - start
     if report.answered or report.transitions or report.signalled or report.failed:
         raise RuntimeError(f"a sweep was not a steady-state sweep: {report}")
@@ -277,7 +279,7 @@ def run(all_cases: list[Case], repeat: int, workdir: Path) -> list[str]:
     for case in all_cases:
         started = time.perf_counter()
         mailbox, store = build(case, workdir, rng)
-        if store.count(MAILBOX) != case.messages or len(store.open_deadlines(MAILBOX)) != case.open:
+        if store.messages.count(MAILBOX) != case.messages or len(store.deadlines.waiting(MAILBOX)) != case.open:
             raise RuntimeError(f"the store for {case.label} does not hold what it should")
         log(f"store of {case.messages:,} messages, {case.open:,} open: built in {time.perf_counter() - started:.1f} s")
         opened.append((case, mailbox, store))

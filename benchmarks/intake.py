@@ -47,19 +47,19 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
 SPAMASSASSIN = CORPUS / "spamassassin"
 sys.path.insert(0, str(ROOT))  # for tests.dovecot, and mailtriage itself when it is not installed
 
+from mailtriage.mailbox import Mailbox  # noqa: E402
 from mailtriage.mailbox.imap import ImapMailbox  # noqa: E402
-from mailtriage.models import FolderStatus, RawMessage  # noqa: E402
 from mailtriage.pipeline import CycleOptions, CycleReport, run_cycle  # noqa: E402
 from mailtriage.settings import MailboxSettings  # noqa: E402
 from mailtriage.store import Store  # noqa: E402
@@ -151,23 +151,16 @@ class CountingMailbox:
         self.inbox = inner.inbox
         self.calls: dict[str, int] = {}
 
-    def _count(self, what: str) -> None:
-        self.calls[what] = self.calls.get(what, 0) + 1
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if not callable(target):
+            return target
 
-    def status(self, folder: str) -> FolderStatus:
-        self._count("status")
-        return self.inner.status(folder)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return target(*args, **kwargs)
 
-    def uids_above(self, folder: str, uid: int) -> list[int]:
-        self._count("uids_above")
-        return self.inner.uids_above(folder, uid)
-
-    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[RawMessage]:
-        self._count("fetch")
-        return self.inner.fetch(folder, uids)
-
-    def close(self) -> None:
-        self.inner.close()
+        return counted
 
 
 def idle_cycle_seconds(mailboxes: Sequence[tuple[ImapMailbox, Store]], cycles: int) -> list[list[float]]:
@@ -176,12 +169,12 @@ def idle_cycle_seconds(mailboxes: Sequence[tuple[ImapMailbox, Store]], cycles: i
     leave the folder the processing left selected)."""
     counted = [(CountingMailbox(mailbox), store) for mailbox, store in mailboxes]
     for mailbox, store in counted:
-        run_cycle(mailbox, store, now=utcnow, options=OPTIONS)
+        run_cycle(cast(Mailbox, mailbox), store, now=utcnow, options=OPTIONS)
     times: list[list[float]] = [[] for _ in counted]
     for _ in range(cycles):
         for index, (mailbox, store) in enumerate(counted):
             start = time.perf_counter()
-            report = run_cycle(mailbox, store, now=utcnow, options=OPTIONS)
+            report = run_cycle(cast(Mailbox, mailbox), store, now=utcnow, options=OPTIONS)
             times[index].append(time.perf_counter() - start)
             if processed(report) or report.error is not None:
                 raise RuntimeError(f"an idle cycle was not idle: {report}")
@@ -324,7 +317,7 @@ def run(server: DovecotServer, messages: list[bytes], repeat: int, workdir: Path
         pipeline_rates.append(n / seconds)
         log(
             f"run {index}/{repeat}: pipeline {n / seconds:,.0f} msg/s ({seconds:.2f} s; new {report.new}, "
-            f"skipped {report.skipped}, failed {report.failed}; {opened[0][1].count():,} rows)"
+            f"skipped {report.skipped}, failed {report.failed}; {opened[0][1].messages.count():,} rows)"
         )
     large_mailbox, large_store = opened[0]
 

@@ -94,10 +94,11 @@ sys.path.insert(0, str(ROOT))  # for tests.dovecot, and mailtriage itself when i
 
 import imapclient  # noqa: E402
 
+from mailtriage.actions import DRAFT_FLAGS  # noqa: E402
 from mailtriage.classify import load_or_build_default  # noqa: E402
 from mailtriage.draft import ANSWERS_HEADER  # noqa: E402
-from mailtriage.pipeline import DRAFT_FLAGS, CycleReport  # noqa: E402
-from mailtriage.scheduler import Daemon, daemon_from_settings  # noqa: E402
+from mailtriage.pipeline import CycleReport  # noqa: E402
+from mailtriage.scheduler import Daemon  # noqa: E402
 from mailtriage.settings import (  # noqa: E402
     DEFAULT_CATEGORIES,
     ClassifierSettings,
@@ -106,6 +107,7 @@ from mailtriage.settings import (  # noqa: E402
     Settings,
     StoreSettings,
 )
+from mailtriage.wiring import daemon_from_settings  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.dovecot import Account, DovecotServer
@@ -490,9 +492,8 @@ def processed(report: CycleReport) -> int:
     return report.new + report.skipped + report.failed
 
 
-def drain(daemon: Daemon, mailbox: Any, count: int) -> tuple[Counter[str], int]:
-    """Run the daemon's cycle until ``count`` messages are processed: (statuses, cycles)."""
-    statuses: Counter[str] = Counter()
+def drain(daemon: Daemon, mailbox: Any, count: int) -> int:
+    """Run the daemon's cycle until ``count`` messages are processed: the cycles it took."""
     done = cycles = 0
     while done < count:
         report = daemon.cycle(mailbox)
@@ -502,8 +503,7 @@ def drain(daemon: Daemon, mailbox: Any, count: int) -> tuple[Counter[str], int]:
         if processed(report) == 0:
             raise RuntimeError(f"a cycle processed nothing with {count - done} messages left: {report}")
         done += processed(report)
-        statuses.update(report.statuses)
-    return statuses, cycles
+    return cycles
 
 
 @dataclass
@@ -511,6 +511,7 @@ class PipelineRun:
     seconds: float
     cycles: int
     statuses: dict[str, int]
+    """Messages by their status in the store once the run was over."""
     drafts: int
     draft_bytes: int
     imap_seconds: dict[str, float]
@@ -523,16 +524,21 @@ def pipeline_once(account: Account, model: Path, store: Path, count: int) -> Pip
     daemon = daemon_from_settings(settings)
     mailbox = TimedMailbox(daemon.mailboxes[0])
     stages: defaultdict[str, float] = defaultdict(float)
-    daemon.stages = replace(
-        daemon.stages,
-        classify=timed_stage(daemon.stages.classify, "classify", stages),
-        route=timed_stage(daemon.stages.route, "route", stages),
-        draft=timed_stage(daemon.stages.draft, "draft", stages),
+    given = daemon.duties.stages
+    timed = replace(
+        given,
+        classify=timed_stage(given.classify, "classify", stages),
+        route=timed_stage(given.route, "route", stages),
+        draft=timed_stage(given.draft, "draft", stages),
     )
+    daemon.duties = replace(daemon.duties, stages=timed)
     try:
         start = time.perf_counter()
-        statuses, cycles = drain(daemon, mailbox, count)
+        cycles = drain(daemon, mailbox, count)
         seconds = time.perf_counter() - start
+        # Where each message ended up, from the store: a cycle's report counts what was decided (pending, for a
+        # message with a draft to append), not what was done.
+        statuses = Counter(record.status.value for record in daemon.store.messages.all())
     finally:
         daemon.close()
         daemon.store.close()

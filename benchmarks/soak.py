@@ -94,11 +94,12 @@ sys.path.insert(0, str(ROOT))  # for tests.dovecot, and mailtriage itself when i
 import imapclient  # noqa: E402
 
 from mailtriage.draft import ANSWERS_HASH_HEADER, answers_hash  # noqa: E402
+from mailtriage.store import Status  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.dovecot import Account, DovecotServer
 
-ROUTED, PENDING = "routed", "pending"
+ROUTED, PENDING = Status.ROUTED.value, Status.PENDING.value
 """Statuses as the store's messages table holds them: routed (all done), pending (decided, not all done yet)."""
 SOAK_HEADER = "X-Soak-Mail"
 SUPPORT_ADDRESS = "support@shop.example.com"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from mailtriage import logline
 from mailtriage.draft import ANSWERS_HASH_HEADER, Draft, answers_hash
 from mailtriage.errors import MailboxError, NotifyError, TemplateError
 from mailtriage.mailbox import Mailbox
@@ -48,6 +49,8 @@ class Actions:
 
     def __init__(self, mailbox: Mailbox, store: Store, stages: Triage, clock: Clock, report: CycleReport) -> None:
         self.mailbox, self.store, self.stages, self.clock, self.report = mailbox, store, stages, clock, report
+        self._done: list[str] = []
+        """What was done for the message in hand, for its log line."""
 
     def apply_pending(self, parsed: Mapping[int, ParsedEmail]) -> None:
         """Every message routed but not yet acted on (``parsed``: those just read, by UID; the others are read
@@ -57,9 +60,11 @@ class Actions:
         for record in self.store.messages.with_status(self.mailbox.name, Status.PENDING):
             assert record.route is not None  # a pending message was routed
             message = parsed.get(record.uid) or self._refetch(record)
+            self._done = []
             try:
                 if message is not None:
                     self._apply(record, record.route, message)
+                    self._said(record, ", ".join(self._done) or "nothing to do")
                 else:  # moved before a crash let the move be audited, or by someone else: the log says so all the same
                     detail = {"from": record.folder, "route": record.route.folder,
                               "move_begun": self.store.audit.has(record.id, "move-begun")}  # fmt: skip
@@ -77,6 +82,7 @@ class Actions:
         if flags:
             self.mailbox.add_flags(record.folder, record.uid, flags)
             self._audit(record, "flags-added", {"flags": flags})
+            self._done.append(f"flagged {' '.join(flags)}")
         if decision.notify and self.stages.notify is not None and not self.store.audit.has(record.id, "notified"):
             self._notify(self.stages.notify, record, decision, message)
         if decision.folder:
@@ -91,6 +97,7 @@ class Actions:
         begun = self.store.audit.has(record.id, "draft-appending")
         if begun and self.mailbox.find(drafts, ANSWERS_HASH_HEADER, answers_hash(record.content_hash)):
             self._audit(record, "draft-exists", {"folder": drafts})
+            self._done.append("draft written (found in Drafts after a restart)")
             return
         draft = self.stages.draft(message, template, record.language or "unknown", self.clock(), record.due_at)
         self._audit(record, "draft-appending", {"folder": drafts})
@@ -99,8 +106,7 @@ class Actions:
                       "approved_by": draft.approved_by, "approved_at": draft.approved_at, "to": list(draft.to),
                       **({"note": draft.note} if draft.note else {})}  # fmt: skip
         self._audit(record, "draft-appended", provenance)
-        if draft.note:
-            log.info("mailbox %s: UID %s %s: %s", record.mailbox, record.uid, record.message_id, draft.note)
+        self._done.append("draft written" + (f" ({draft.note})" if draft.note else ""))
 
     def _move(self, record: MessageRecord, folder: str) -> None:
         """Move the message to its category's folder. Where the server has no MOVE, a move is a COPY and then an
@@ -111,8 +117,10 @@ class Actions:
             self._audit(record, "move-begun", {"to": folder})
         if self.mailbox.move(record.folder, record.uid, folder, resume=resume):
             self._audit(record, "moved", {"to": folder})
+            self._done.insert(0, f"→ {folder}")
         else:
             self._audit(record, "not-moved", {"to": folder, "why": NOT_MOVED})
+            self._done.insert(0, f"kept in {record.folder} ({NOT_MOVED})")
 
     def _notify(
         self, send: Callable[[str, str, str, datetime], None], record: MessageRecord, decision: RouteDecision,
@@ -134,6 +142,7 @@ class Actions:
             self._audit(record, "notify-failed", {"to": decision.notify, "error": str(exc)})
             return
         self._audit(record, "notified", {"to": decision.notify})
+        self._done.append(f"{decision.notify} told")
 
     def _leave_for_human(self, record: MessageRecord, exc: Exception) -> None:
         if str(exc) not in self.report.reasons:  # every message is audited; the log says each reason once a cycle
@@ -146,6 +155,13 @@ class Actions:
             log.warning("mailbox %s: UID %s: could not flag it either: %s", record.mailbox, record.uid, flagging)
         self.store.messages.set_status(record, Status.NEEDS_HUMAN, now=self.clock(), error=str(exc))
         self.report.count(Status.NEEDS_HUMAN)
+        self._said(record, f"left for a human (flagged {NEEDS_HUMAN_KEYWORD}): {exc}")
+
+    def _said(self, record: MessageRecord, done: str) -> None:
+        """The message's one line: who wrote what, what was decided, what was done."""
+        decided = logline.decided(record.category, record.decided_by, record.confidence)
+        log.info("%s: %s %s", logline.who(record.mailbox, record.uid, record.sender, record.subject), decided,
+                 done if done.startswith("→") else f"→ {done}")  # fmt: skip
 
     def _refetch(self, record: MessageRecord) -> ParsedEmail | None:
         """The message again, from where it was recorded; None when it is no longer there (moved before a

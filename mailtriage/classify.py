@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import platformdirs
 import scipy.sparse
 import sklearn
+import skops
 import skops.io as sio
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -331,14 +333,44 @@ class Predictor:
         return Classification(decided, category, confidence, detect(text)[0], self.classifier.version)
 
 
-def load_or_build_default(path: Path, categories: Sequence[str], log: Callable[[str], None]) -> Classifier:
-    """The model at ``path``; when it is missing and the categories are the defaults, it is built from the seed
-    set first (a few seconds), so that a first run needs no training step."""
-    if not path.exists() and sorted(categories) == sorted(DEFAULT_CATEGORY_NAMES):
-        writable(path)  # before the training, not after it
-        log(f"no model at {path}: building the default model from the seed set")
-        save(train(seed_examples(), sources=["seed"]), path)
-    return load(path, categories)
+def model_path(configured: Path | None) -> Path:
+    """The model a configuration uses: the one it names, else the default model."""
+    return configured or default_model_path()
+
+
+def default_model_path() -> Path:
+    """Where the default model is kept: the user's cache folder, under a name that changes with the seed set and
+    the libraries it was built with, so an upgrade of either builds a new one instead of loading a stale file."""
+    key = hashlib.sha256()
+    for part in (__version__, sklearn.__version__, np.__version__, skops.__version__, platform.python_version()):
+        key.update(part.encode() + b"\0")
+    for example in seed_examples():
+        key.update(f"{example.label}\0{example.text}\0".encode())
+    return platformdirs.user_cache_path("mailtriage") / "models" / f"default-{key.hexdigest()[:16]}.skops"
+
+
+def load_or_build_default(path: Path | None, categories: Sequence[str], log: Callable[[str], None]) -> Classifier:
+    """The model at ``path``, or the default model (``path`` None). A missing model is built from the seed set
+    when the categories are the defaults: in a second or two, without cross-validation (``train`` and
+    ``evaluate`` give those figures), so that a first run needs no training step."""
+    path = path or default_model_path()
+    if path.exists() or sorted(categories) != sorted(DEFAULT_CATEGORY_NAMES):
+        return load(path, categories)
+    writable(path)  # before the training, not after it
+    log(f"building the default model from the seed set into {path} (once)")
+    trained = train(seed_examples(), folds=0, sources=["seed"])
+    metadata = save_atomically(trained, path)
+    return Classifier(trained.model, metadata)
+
+
+def save_atomically(trained: TrainedModel, path: Path) -> dict[str, Any]:
+    """``save`` beside ``path`` and then rename into place, the metadata last: a reader (another daemon, a crash
+    half-way) never sees a model without its metadata, and a model file is never half written."""
+    partial = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
+    metadata = save(trained, partial)
+    os.replace(partial, path)
+    os.replace(metadata_path(partial), metadata_path(path))
+    return metadata
 
 
 def writable(path: Path) -> None:

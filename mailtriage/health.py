@@ -61,7 +61,7 @@ def status(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
     """What ``mailtriage status`` says: per mailbox its last good cycle, failures, backlog and the last day's
     mail; the model; templates that would draft nothing; the heartbeat; and the verdict, ``healthy`` when every
     mailbox completed a cycle within ``health.stale_after``."""
-    from mailtriage.classify import model_state
+    from mailtriage.classify import model_path, model_state
     from mailtriage.compliance import template_warnings
 
     health = store.health.all()
@@ -84,7 +84,7 @@ def status(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
     return {
         "at": now.isoformat(timespec="seconds"), "healthy": not any(m["stale"] for m in mailboxes),
         "stale_after_seconds": settings.health.stale_after, "mailboxes": mailboxes,
-        "model": model_state(settings.classifier.model, settings.category_names()),
+        "model": model_state(model_path(settings.classifier.model), settings.category_names()),
         "templates": template_warnings(settings),
         "heartbeat": None if heartbeat is None else {"file": str(heartbeat), "written_at": _iso(beat)},
     }  # fmt: skip

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from mailtriage import logline
 from mailtriage.actions import Actions, Triage
 from mailtriage.cursor import batches, unread
 from mailtriage.deadlines import Policy
@@ -156,9 +157,13 @@ class Cycle:
         counted = {Status.FAILED: "failed", Status.SKIPPED: "skipped"}.get(outcome.status, "new")
         setattr(self.report, counted, getattr(self.report, counted) + 1)
         self.report.count(outcome.status)
-        log.info("mailbox %s: UID %s %s from %s: %s; %s%s", self.mailbox.name, raw.uid, parsed.message_id,
-                 parsed.sender.email if parsed.sender else "(no sender)", _decided(outcome), parsed.kind_reason,
-                 f"; {len(parsed.defects)} defects" if parsed.defects else "")  # fmt: skip
+        line = logline.who(self.mailbox.name, raw.uid, logline.sender_of(parsed), parsed.subject)
+        defects = f" ({len(parsed.defects)} defects recorded)" if parsed.defects else ""
+        if outcome.status is Status.PENDING:  # the line comes once it is done (actions), saying what was done
+            log.debug("%s: %s, to be acted on%s", line, logline.of_decision(outcome.classification, outcome.decision),
+                      defects)  # fmt: skip
+        else:
+            log.info("%s: %s%s", line, _decided(outcome, parsed), defects)
         return parsed
 
     def _decide(self, raw: RawMessage, parsed: ParsedEmail, now: datetime) -> Outcome:
@@ -218,12 +223,14 @@ def _category(classification: Classification | None, decision: RouteDecision | N
     return decision.category if decision else classification.category if classification else None
 
 
-def _decided(outcome: Outcome) -> str:
-    """What the log line says was decided."""
-    decision, classification = outcome.decision, outcome.classification
-    if decision is not None:
-        return f"{decision.category} by {decision.decided_by} ({decision.reason})"
-    if classification is not None:
-        return (f"{classification.category} ({classification.predicted} {classification.confidence:.2f}, "
-                f"{classification.language})")  # fmt: skip
-    return f"{outcome.status.value}: {outcome.note}" if outcome.note else outcome.status.value
+def _decided(outcome: Outcome, parsed: ParsedEmail) -> str:
+    """What the log line says of a message that is not acted on."""
+    if outcome.status is Status.SKIPPED:
+        why = outcome.note or f"{parsed.kind.value}: {parsed.kind_reason}"
+        return f"skipped, {why}"
+    decided = logline.of_decision(outcome.classification, outcome.decision)
+    if outcome.status is Status.FAILED:
+        return f"left for a human: {outcome.error}"
+    if outcome.status is Status.ROUTED:
+        return f"{decided}, nothing to do"
+    return f"{decided}, left as it is" if outcome.decision else decided

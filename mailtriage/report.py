@@ -328,6 +328,18 @@ def to_csv(report: Report) -> str:
 def chart(report: Report, path: Path) -> None:
     """Save a PNG of two bar charts side by side: volume per category, and median and p90 response hours per
     category (grouped; a category with nothing answered has no bars there)."""
+    import matplotlib.pyplot as plt
+
+    figure = draw(report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        figure.savefig(path, format="png", dpi=100)
+    finally:
+        plt.close(figure)
+
+
+def draw(report: Report) -> Any:
+    """The chart's matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: the report is a file
@@ -341,17 +353,18 @@ def chart(report: Report, path: Path) -> None:
     if not names:
         volume.text(0.5, 0.5, "no messages in this period", ha="center", transform=volume.transAxes)
     width = 0.38
-    hours.bar(positions - width / 2, _gaps([t.median_hours for t in report.totals]), width, label="median")
-    hours.bar(positions + width / 2, _gaps([t.p90_hours for t in report.totals]), width, label="90th percentile")
+    medians = [t.median_hours for t in report.totals]
     _label(hours, names, "First response", f"hours ({report.clock})")
-    hours.legend()
+    if all(value is None for value in medians):  # an empty axis from -0.04 to 0.04 hours says nothing
+        hours.text(0.5, 0.5, "nothing answered yet", ha="center", transform=hours.transAxes)
+        hours.set_yticks([])
+    else:
+        hours.bar(positions - width / 2, _gaps(medians), width, label="median")
+        hours.bar(positions + width / 2, _gaps([t.p90_hours for t in report.totals]), width, label="90th percentile")
+        hours.legend()
     figure.suptitle(f"Support report, {_period(report)}")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        figure.savefig(path, format="png", dpi=100)
-    finally:
-        plt.close(figure)
+    return figure
 
 
 def _gaps(values: Sequence[float | None]) -> list[float]:

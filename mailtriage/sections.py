@@ -259,7 +259,7 @@ class SmtpSettings(_Section):
         return {Security.TLS: 465, Security.STARTTLS: 587, Security.NONE: 25}[self.security]
 
 
-SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent / "shipped_templates"
 """The default templates, policy and approvals, at the top of the source tree."""
 
 
@@ -297,7 +297,8 @@ DEFAULT_CATEGORIES = (
 class ClassifierSettings(_Section):
     """The model that sorts customer mail into categories, and how sure it must be."""
 
-    model: Path = Path("models/default.skops")
+    model: Path | None = None
+    """None: the default model, built from the seed set on first use and kept in the user's cache folder."""
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     fallback: str = Field(default="needs-triage", pattern=r"^[a-z0-9][a-z0-9-]*$")
     retrain: str | None = None

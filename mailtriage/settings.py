@@ -7,10 +7,11 @@ environment variable, a file or a command that yields its password or XOAUTH2 to
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -126,6 +127,8 @@ class Settings(BaseSettings):
         ruled = {rule.category for rule in self.rules if rule.category} - set(categories) - {self.classifier.fallback}
         if ruled:
             raise ValueError(f"rules whose category is configured, not {', '.join(sorted(ruled))}")
+        if self.classifier.retrain and self.classifier.model is None:
+            raise ValueError("a classifier.model path, since classifier.retrain writes the retrained model there")
         unknown = sorted(set(self.classifier.training_folders.values()) - set(categories))
         if unknown:
             raise ValueError(f"classifier.training_folders naming configured categories, not {', '.join(unknown)}")
@@ -203,7 +206,9 @@ def _config_error(source: str, exc: ValidationError, data: Mapping[str, Any]) ->
     if error["type"] in ("enum", "literal_error"):
         expected = f"one of {expected}"
     elif error["type"] == "extra_forbidden":
-        expected = "no such setting; see config.example.toml for the known keys"
+        close = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1)
+        expected = f"no such setting (did you mean {close[0]}?)" if close else "no such setting"
+        expected += "; see config.example.toml for the known keys"
     elif error["type"] == "missing":
         expected = "a value (this setting is required)"
         if loc == ["mailboxes"]:
@@ -211,6 +216,23 @@ def _config_error(source: str, exc: ValidationError, data: Mapping[str, Any]) ->
     elif error["type"] == "too_short" and loc == ["mailboxes"]:
         expected = "at least one [[mailboxes]] table"
     return ConfigError(source, key or "(top level)", value, expected)
+
+
+def _known_keys(loc: Sequence[Any]) -> list[str]:
+    """The settings one level below ``loc`` (a validation error's location), for a "did you mean"."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        kinds = [field.annotation, *getattr(field.annotation, "__args__", ())]
+        models = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
+        if not models:
+            return []
+        model = models[0]
+    return list(model.model_fields)
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:

@@ -4,8 +4,6 @@ retrain that replaces the live model only when the new one is not worse."""
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ from mailtriage.classify import (
     feature_text,
     read_eml_folder,
     read_table,
-    save,
+    save_atomically,
     seed_examples,
     train,
 )
@@ -124,13 +122,7 @@ def retrain(model_path: Path, examples: Sequence[Example], sources: Sequence[str
             model_path, new, live_macro_f1,
         )  # fmt: skip
         return False
-    with tempfile.TemporaryDirectory(dir=model_path.parent) as workdir:
-        staged = Path(workdir) / model_path.name
-        save(trained, staged)
-        # The metadata first, then the model: a crash between leaves a model whose hash does not match, refused
-        # with a clear error at the next start rather than silently used.
-        os.replace(staged.with_suffix(".json"), model_path.with_suffix(".json"))
-        os.replace(staged, model_path)
+    save_atomically(trained, model_path)
     log.info(
         "retrain: replaced the live model %s: cross-validated macro-F1 %.3f (was %s) on %d examples",
         model_path, new, "none" if live_macro_f1 is None else f"{live_macro_f1:.3f}", len(examples),

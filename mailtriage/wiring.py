@@ -87,8 +87,10 @@ def retrain_jobs(
     def scheduled_retrain() -> None:
         examples, sources = default_sources(settings, store)
         live = predictor.classifier.metadata.get("cross_validation") or {}
-        if retrain(settings.classifier.model, examples, sources, live.get("macro_f1")):
-            predictor.classifier = load(settings.classifier.model, settings.category_names())
+        path = settings.classifier.model
+        assert path is not None  # a scheduled retrain needs a model path (Settings checks it)
+        if retrain(path, examples, sources, live.get("macro_f1")):
+            predictor.classifier = load(path, settings.category_names())
 
     return [(scheduled_retrain, CronTrigger.from_crontab(settings.classifier.retrain, timezone=UTC))]
 

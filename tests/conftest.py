@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The default model is kept in the user's cache folder: tests (and the daemons they start) use one of their own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="mailtriage-test-cache-")
 
 
 def skip_or_fail(reason: str | None) -> None:

@@ -33,7 +33,8 @@ def _message(**overrides: Any) -> MessageRecord:
     values: dict[str, Any] = {
         "id": number, "mailbox": "support", "folder": "INBOX", "uidvalidity": 1, "uid": number,
         "message_id": f"<m{number}@example.com>", "content_hash": f"{number:064x}", "sender": "ann@example.com",
-        "subject": "Help", "kind": "customer", "status": "routed", "received_at": RECEIVED, "recorded_at": RECEIVED,
+        "subject": "Help", "kind": "customer", "kind_reason": "written by a person", "status": Status.ROUTED,
+        "received_at": RECEIVED, "recorded_at": RECEIVED,
         "defects": (), "error": None, "category": "billing", "language": "en", "confidence": 0.9,
         "decided_by": "model",
     }  # fmt: skip
@@ -490,3 +491,16 @@ def test_a_report_on_a_real_store_matches_what_was_recorded(store: Store) -> Non
     assert {row.language for row in report.rows} == set(LANGUAGES)
     assert sum(row.volume for row in report.rows) == sum(total.volume for total in report.totals)
     assert "refund" in [phrase for phrase, _ in report.phrases["return-refund"]]
+
+
+def test_a_chart_with_nothing_answered_yet_says_so_instead_of_drawing_an_empty_axis() -> None:
+    import matplotlib.pyplot as plt
+
+    from mailtriage.report import draw
+
+    figure = draw(_report(_message(), _message(category="repair")))
+    try:
+        assert [text.get_text() for text in figure.axes[1].texts] == ["nothing answered yet"]
+        assert not figure.axes[1].patches  # no bars
+    finally:
+        plt.close(figure)

@@ -61,13 +61,34 @@ def settings_of(ctx: click.Context, *, secrets: bool = False) -> Settings:
     return settings
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from mailtriage import __version__
+    from mailtriage.classify import DEFAULT_CATEGORY_NAMES, default_model_path, model_state
+    from mailtriage.compliance import approval_problem, read_approvals, template_names
+    from mailtriage.settings import SHIPPED_TEMPLATES
+
+    model = model_state(default_model_path(), DEFAULT_CATEGORY_NAMES)
+    built = f"version {model['version']}" if model["problem"] is None else "not built yet (built at first use)"
+    names = template_names(SHIPPED_TEMPLATES)
+    approvals = read_approvals(SHIPPED_TEMPLATES)
+    unapproved = [name for name in names if approval_problem(SHIPPED_TEMPLATES, name, approvals)]
+    templates = f"{len(names) - len(unapproved)} of {len(names)} approved"
+    click.echo(f"mailtriage {__version__}")
+    click.echo(f"default model: {built}, {model['path']}")
+    click.echo(f"shipped templates: {templates}, {SHIPPED_TEMPLATES}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-c", "--config", type=click.Path(path_type=Path, dir_okay=False),
     help="Config file (default: $MAILTRIAGE_CONFIG, else ./mailtriage.toml).",
 )  # fmt: skip
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Override logging.level.")
-@click.version_option(package_name="mailtriage")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Print the version, the default model's state and the shipped templates', and exit.")  # fmt: skip
 @click.pass_context
 def main(ctx: click.Context, config: Path | None, log_level: str | None) -> None:
     """Triage a customer-support inbox: read new mail from IMAP or a Maildir, exactly once, and record it.

@@ -15,14 +15,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from mailtriage import demo as sample
 from mailtriage.cli.app import RET_MAILBOX, RET_OK, RET_STALE, errors_as_lines, main, settings_of, setup_logging
 from mailtriage.compliance import template_warnings
+from mailtriage.demo import DemoRun
 from mailtriage.errors import MailboxError
 from mailtriage.files import file_warnings
 from mailtriage.mailbox import open_mailbox
 from mailtriage.pipeline import CycleReport
 from mailtriage.settings import Settings, find_config, load_settings, masked
-from mailtriage.store import MessageRecord
 from mailtriage.terminal import cell, clean, inline
 
 
@@ -85,6 +86,28 @@ def _connect_all(settings: Settings) -> int:
 
 
 @main.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@errors_as_lines
+def init(directory: Path) -> None:
+    """Write a deployment to start from into DIRECTORY: a config with what a first mailbox needs, the reply
+    templates with their lint policy and approvals (yours to edit and approve), and a models folder.
+
+    Nothing is overwritten.
+
+    \b
+    Example:
+      mailtriage init /etc/mailtriage
+      mailtriage init site && mailtriage --config site/mailtriage.toml config check
+    """
+    from mailtriage.deployment import create, next_steps
+
+    config = create(directory)
+    click.echo(f"wrote {config}, {directory / 'templates'} and {directory / 'models'}. Next:")
+    for number, step in enumerate(next_steps(config), start=1):
+        click.echo(f"  {number}. {step}")
+
+
+@main.command()
 @click.option("--once", is_flag=True, help="Run one cycle for every mailbox, print a summary per mailbox, exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --once: print the summary as JSON.")
 @click.pass_context
@@ -126,52 +149,78 @@ def summary(report: CycleReport) -> str:
 
 @main.command()
 @click.option("--keep", type=click.Path(path_type=Path, file_okay=False), help="Build the demo in DIR and keep it.")
+@click.option("--add-mail", is_flag=True, help="With --keep: drop one fresh sample mail into the kept demo, and stop.")
 @click.pass_context
 @errors_as_lines
-def demo(ctx: click.Context, keep: Path | None) -> None:
-    """Triage ~30 sample support mails (English, French, German) from a temporary Maildir and show the result.
+def demo(ctx: click.Context, keep: Path | None, add_mail: bool) -> None:
+    """Triage ~30 sample support mails (English, French, German) from a Maildir and show what was done with each.
 
-    Needs no configuration and no server.
+    Needs no configuration and no server. With --keep the Maildir, the store and a config stay in DIR, to run
+    the daemon on; --add-mail then drops a new sample mail into DIR for that daemon to triage.
 
     \b
     Example:
       mailtriage demo
-      mailtriage demo --keep ./demo    # keep the Maildir, the store and a config to run the daemon on
+      mailtriage demo --keep demo                        # keep it, with a config to run the daemon on
+      mailtriage --config demo/mailtriage.toml run       # the daemon, on the kept demo
+      mailtriage demo --keep demo --add-mail             # a new mail: the running daemon triages it
     """
-    from mailtriage.demo import run_demo, write_config
-
+    console = Console(highlight=False)
     setup_logging(ctx.obj["log_level"] or "WARNING")
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        reports, records = run_demo(keep)
-    else:
-        with tempfile.TemporaryDirectory(prefix="mailtriage-demo-") as workdir:
-            reports, records = run_demo(Path(workdir))
-    console = Console()
-    console.print(_demo_table(records))
-    for report in reports:
+    if add_mail:
+        if keep is None:
+            raise click.UsageError("--add-mail adds to a kept demo: give its folder with --keep DIR")
+        added = sample.add_mail(keep)
+        config = keep / "mailtriage.toml"
+        console.print(f"added a sample mail to {inline(keep / sample.MAILDIR)} ({inline(added.name)}): a running "
+                      "daemon triages it within seconds; then:")  # fmt: skip
+        console.print(f"  mailtriage --config {inline(config)} review", soft_wrap=True)
+        return
+    console.print("mailtriage demo: 30 sample support mails in English, French and German, triaged as the daemon "
+                  "does")
+    with console.status("starting") as status:
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            run = sample.run_demo(keep, status.update)
+        else:
+            with tempfile.TemporaryDirectory(prefix="mailtriage-demo-") as workdir:
+                run = sample.run_demo(Path(workdir), status.update)
+    _print_demo(console, run, keep)
+
+
+def _print_demo(console: Console, run: DemoRun, keep: Path | None) -> None:
+    if run.done:
+        console.print(_demo_table(run))
+    for report in run.reports:
         console.print(summary(report))
-    drafted = sum(1 for record in records if record.route and record.route.template)
-    console.print(f"{drafted} reply drafts written to the Maildir's Drafts folder, threaded to their messages")
-    if keep is not None:
-        config = write_config(keep)
-        click.echo(f"Maildir (drafts in {keep / 'Maildir' / '.Drafts'}) and store kept in {keep}")
-        click.echo(f"Run the daemon on it (mail dropped into {keep / 'Maildir' / 'new'} is triaged within 10 s):")
-        click.echo(f"  mailtriage --config {config} run")
+    if not run.done and run.earlier:
+        console.print(f"nothing new: an earlier run triaged these {run.earlier} mails. Add one:")
+        console.print(f"  mailtriage demo --keep {inline(keep)} --add-mail", soft_wrap=True)
+    if keep is None:
+        console.print(f"{run.drafted} reply drafts written. That Maildir was temporary: keep one, with a config to "
+                      "run the daemon on, with  mailtriage demo --keep demo")  # fmt: skip
+        return
+    config = sample.write_config(keep)
+    drafts = keep / sample.MAILDIR / ".Drafts"
+    console.print(f"{run.drafted} reply drafts written to {inline(drafts)}, threaded to their messages; the store is "
+                  f"{inline(keep / 'mailtriage.db')}")  # fmt: skip
+    console.print("Next: the daemon on this Maildir; a new mail for it to triage; what was decided, and why:")
+    for command in (f"mailtriage --config {config} run", f"mailtriage demo --keep {keep} --add-mail",
+                    f"mailtriage --config {config} review"):  # fmt: skip
+        console.print(f"  {inline(command)}", soft_wrap=True)  # a command to copy: never broken over lines
 
 
-def _demo_table(records: list[MessageRecord]) -> Table:
-    table = Table(title="mailtriage demo: what one cycle did", expand=True)
-    table.add_column("UID", justify="right", no_wrap=True)
-    table.add_column("From", no_wrap=True, overflow="ellipsis", ratio=2)
-    table.add_column("Subject", no_wrap=True, overflow="ellipsis", ratio=3)
+def _demo_table(run: DemoRun) -> Table:
+    table = Table(title="what this run did with each mail", expand=True)
+    table.add_column("From", ratio=2, overflow="fold")
+    table.add_column("Subject", ratio=3, overflow="fold")
     table.add_column("Lang", no_wrap=True)
-    table.add_column("Decision", no_wrap=True)
-    for record in records:
-        decided = (
-            f"{record.category} {record.confidence or 0:.2f}" if record.category else f"{record.status} ({record.kind})"
-        )
-        table.add_row(str(record.uid), cell(record.sender), cell(record.subject), record.language or "", decided)
+    table.add_column("Category", ratio=2, overflow="fold")
+    table.add_column("Done", ratio=3, overflow="fold")
+    for item in run.done:
+        record = item.record
+        table.add_row(cell(record.sender), cell(record.subject), record.language or "", cell(item.decided),
+                      cell(item.done))  # fmt: skip
     return table
 
 
@@ -228,7 +277,9 @@ def _print_status(state: dict[str, Any], now: datetime) -> None:
                       cell(recorded or "nothing"), cell(waiting or "nothing"))  # fmt: skip
     console.print(table)
     model = state["model"]
-    trained = f"version {model['version']}, trained {model['trained_at']}, macro-F1 {model['macro_f1']}"
+    f1 = model["macro_f1"]
+    measured = f"cross-validated macro-F1 {f1:.3f}" if f1 is not None else "not cross-validated (mailtriage evaluate)"
+    trained = f"version {model['version']}, trained {model['trained_at']}, {measured}"
     shown = f"[red]{inline(model['problem'])}[/red]" if model["problem"] else inline(trained)
     console.print(f"model {inline(model['path'])}: {shown}")
     if state["templates"]:

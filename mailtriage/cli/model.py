@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -13,15 +13,21 @@ from rich.table import Table
 
 from mailtriage.cli.app import errors_as_lines, main, optional_settings
 from mailtriage.settings import Settings
+
+if TYPE_CHECKING:
+    from mailtriage.classify import Classifier
 from mailtriage.terminal import clean
 
 
-def _model_path(model: Path | None, settings: Settings | None) -> Path:
+def _classifier(model: Path | None, settings: Settings | None) -> Classifier:
+    """The model a command uses: --model, else the configured one, else the default model (built if missing)."""
+    from mailtriage.classify import DEFAULT_CATEGORY_NAMES, load, load_or_build_default
+
     if model is not None:
-        return model
-    if settings is not None:
-        return settings.classifier.model
-    return Path("models/default.skops")
+        return load(model, settings.category_names() if settings else None)
+    categories = settings.category_names() if settings else DEFAULT_CATEGORY_NAMES
+    configured = settings.classifier.model if settings else None
+    return load_or_build_default(configured, categories, lambda line: click.echo(line, err=True))
 
 
 @main.command()
@@ -70,7 +76,7 @@ def train(
     settings = optional_settings(ctx)
     sources = training.Sources(data, text_column, label_column, eml_dirs, from_store, from_folders, use_seed)
     examples, names = training.gather(sources, settings)
-    path = _model_path(out, settings)
+    path = out or (settings.classifier.model if settings else None) or Path("models/default.skops")
     metadata = classify.save(classify.train(examples, folds=folds, sources=names), path)
     click.echo(f"wrote {path} (version {metadata['version']}): {len(examples)} examples, "
                f"{len(metadata['categories'])} categories, trained in {metadata['training_seconds']} s")  # fmt: skip
@@ -118,7 +124,7 @@ def evaluate(
     if folds is not None:
         metrics = classify.cross_validate(examples, folds)
     else:
-        classifier = classify.load(_model_path(model, settings))
+        classifier = _classifier(model, settings)
         predictions = [classifier.predict(e.text) for e in examples]
         metrics = classify.measure(examples, [p[0] for p in predictions], [p[1] for p in predictions])
     if as_json:
@@ -172,7 +178,7 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], model: Path | 
     from mailtriage.parse import parse_message
 
     settings = optional_settings(ctx)
-    classifier = classify.load(_model_path(model, settings), settings.category_names() if settings else None)
+    classifier = _classifier(model, settings)
     threshold = settings.classifier.threshold if settings else 0.5
     fallback = settings.classifier.fallback if settings else "needs-triage"
     predictor = classify.Predictor(classifier, threshold, fallback)

@@ -67,6 +67,7 @@ class MessageRecord:
     sender: str
     subject: str
     kind: str
+    kind_reason: str
     status: Status
     received_at: datetime | None
     recorded_at: datetime

@@ -338,3 +338,31 @@ def test_imapclient_says_nothing_at_info_and_traces_the_protocol_at_debug() -> N
     setup_logging("DEBUG")
     assert logging.getLogger("imapclient").isEnabledFor(logging.DEBUG)
     setup_logging("INFO")
+
+
+def test_init_writes_a_deployment_that_checks_once_its_one_secret_is_set_and_never_overwrites_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = invoke("init", str(tmp_path / "site"))
+    config = tmp_path / "site" / "mailtriage.toml"
+    assert code == 0 and f"mailtriage --config {config} config check --connect" in out
+    assert (tmp_path / "site" / "templates" / "policy.toml").exists() and (tmp_path / "site" / "models").is_dir()
+    monkeypatch.setenv("SUPPORT_IMAP_PASSWORD", "example")
+    code, out, err = invoke("--config", str(config), "config", "check")
+    assert code == 0 and f'"templates": "{tmp_path / "site" / "templates"}"' in out, err
+    code, _, _ = invoke("--config", str(config), "templates", "check")
+    assert code == 0  # the deployment's own copy, approved as shipped
+    code, _, err = invoke("init", str(tmp_path / "site"))
+    assert code == 2 and "never overwrites" in err
+
+
+def test_version_says_the_model_and_templates_state() -> None:
+    code, out, _ = invoke("--version")
+    assert code == 0 and out.startswith("mailtriage ") and "default model:" in out and "24 of 24 approved" in out
+
+
+def test_a_misspelt_setting_is_answered_with_the_one_it_was_probably_meant_to_be(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[mailboxes]]\nname = "x"\nmaildir = "m"\n[schedule]\npoll_intervall = 5\n')
+    code, _, err = invoke("config", "check", str(path))
+    assert code == 2 and "schedule.poll_intervall = 5: expected no such setting (did you mean poll_interval?)" in err

@@ -253,3 +253,50 @@ def test_a_name_that_is_not_in_the_code_does_not_resolve(tmp_path: Path) -> None
         assert resolves("health.stale_after", store)  # a setting
     finally:
         store.close()
+
+
+def readme_block_after(marker: str) -> list[str]:
+    """The commands of the README's first code block after ``marker``, comments stripped."""
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"```sh\n(.*?)```", text[text.index(marker) :], flags=re.DOTALL)
+    assert block is not None
+    return [line.split("  #")[0].strip() for line in block.group(1).strip().splitlines()]
+
+
+def test_the_readme_steps_that_give_the_kept_demo_a_new_mail_work_as_written(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    keep, run, add, review = readme_block_after("give it a new mail and watch")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    shell = subprocess.Popen(["bash", "-c", f"{keep} && {run} wait"], cwd=tmp_path, env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    store = tmp_path / "demo" / "mailtriage.db"
+
+    def recorded() -> int:
+        try:
+            with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+                return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    try:
+        deadline = time.monotonic() + 120
+        while recorded() < 30 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        added = subprocess.run(["bash", "-c", add], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert added.returncode == 0, added.stderr
+        deadline = time.monotonic() + 30  # the daemon watches the Maildir: within seconds, not at its next poll
+        while recorded() < 31 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert recorded() == 31
+        shown = subprocess.run(["bash", "-c", review], cwd=tmp_path, env={**env, "COLUMNS": "200"},
+                               capture_output=True, text=True)  # fmt: skip
+        assert shown.returncode == 0 and "the 1 latest decisions" in shown.stdout and "yes" in shown.stdout
+    finally:
+        os.killpg(shell.pid, signal.SIGTERM)
+        shell.wait(timeout=30)

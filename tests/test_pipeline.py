@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from mailtriage.draft import Draft
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.models import Classification, ParsedEmail, RouteDecision
 from mailtriage.pipeline import CycleOptions, Triage, run_cycle
@@ -223,3 +225,27 @@ def test_a_message_moved_before_a_crash_could_audit_it_is_audited_as_found_moved
     assert record.status == "routed" and not store.audit.events(record.id, "moved")
     [event] = store.audit.events(record.id, "found-moved")
     assert event.detail == {"from": "INBOX", "route": "Support/Billing", "move_begun": True}
+
+
+def test_each_triaged_message_gets_one_log_line_naming_sender_subject_category_confidence_and_what_was_done(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    mailbox = MemoryMailbox("support")
+    mailbox.append("INBOX", order_mail(31, subject="Kettle leaks"))
+    mailbox.append("INBOX", order_mail(32, headers="Auto-Submitted: auto-replied\r\n"))
+    decision = RouteDecision("defect-complaint", "model", "confident", folder="Support/Defects", template="t")
+    triage = Triage(
+        classify=lambda parsed: Classification("defect-complaint", "defect-complaint", 0.9712, "en", "m"),
+        route=lambda parsed, classification: decision,
+        draft=lambda parsed, template, language, now, due: Draft(
+            b"Subject: Re\r\n\r\nHi\r\n", "t/en", "0" * 64, "x", "y"
+        ),
+    )
+    with caplog.at_level(logging.INFO, logger="mailtriage"):
+        run_cycle(mailbox, store, now=clock, stages=triage)
+    lines = sorted(r.getMessage() for r in caplog.records if "UID" in r.getMessage())
+    assert lines == [
+        'support: UID 1 from c31@example.com "Kettle leaks": defect-complaint (model 0.97) → Support/Defects, '
+        "draft written",
+        'support: UID 2 from c32@example.com "Order 32 is late": skipped, auto-reply: Auto-Submitted: auto-replied',
+    ]

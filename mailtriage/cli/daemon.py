@@ -197,8 +197,9 @@ def _print_demo(console: Console, run: DemoRun, keep: Path | None) -> None:
         console.print(f"nothing new: an earlier run triaged these {run.earlier} mails. Add one:")
         console.print(f"  mailtriage demo --keep {inline(keep)} --add-mail", soft_wrap=True)
     if keep is None:
-        console.print(f"{run.drafted} reply drafts written. That Maildir was temporary: keep one, with a config to "
-                      "run the daemon on, with  mailtriage demo --keep demo")  # fmt: skip
+        console.print(f"{run.drafted} reply drafts written. That Maildir was temporary; keep one, with a config to "
+                      "run the daemon on:")  # fmt: skip
+        console.print("  mailtriage demo --keep demo", soft_wrap=True)
         return
     config = sample.write_config(keep)
     drafts = keep / sample.MAILDIR / ".Drafts"

@@ -34,18 +34,17 @@ import os
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # before numpy is imported: one core per call
 
-import platform  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import sklearn  # noqa: E402
+from common import ROOT, Machine, log, verdict  # noqa: E402
 from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
@@ -53,11 +52,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict  # noqa: 
 from sklearn.naive_bayes import MultinomialNB  # noqa: E402
 from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "banking77" / "train.csv"
-sys.path.insert(0, str(ROOT))  # mailtriage itself, when it is not installed
-
 from mailtriage import classify  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "banking77" / "train.csv"
 
 FOLDS = 5
 SEED = 0
@@ -96,10 +93,6 @@ class Result:
     @property
     def p99(self) -> float:
         return float(np.percentile(self.latencies_ms, 99))
-
-
-def progress(message: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
 def models() -> dict[str, Callable[[], Pipeline]]:
@@ -155,33 +148,22 @@ def measure_latency(callers: dict[str, Callable[[str], object]], texts: Sequence
     return timings
 
 
-def verdict(meets: bool) -> str:
-    return "meets" if meets else "below target"
-
-
 def fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
 def report(
+    machine: Machine,
     results: list[Result],
     train_seconds: float,
     metadata_accuracy: float | None,
     read_seconds: float,
     examples: int,
-    load_at_start: float,
 ) -> None:
     bayes = next(r for r in results if r.name == BAYES)
     project = next(r for r in results if r.name == PROJECT)
     loaded = next(r for r in results if r.name == LOADED)
-    print(
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC | {platform.platform()} | {os.cpu_count()} CPUs | "
-        f"Python {platform.python_version()} | scikit-learn {sklearn.__version__}"
-    )
-    print(
-        f"load average (1 min) at the start: {load_at_start:.2f}, at the end: {os.getloadavg()[0]:.2f} "
-        "(other processes share these cores; a load above 1 inflates timings)"
-    )
+    print("\n".join(machine.lines("mailtriage classifier benchmark")))
     print(
         f"Banking77 train.csv: {examples:,} examples, 77 intents; {FOLDS}-fold stratified CV "
         f"(shuffle, random_state={SEED}), the same folds for every model; cross_val_predict n_jobs=1"
@@ -246,8 +228,8 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
-    load_at_start = os.getloadavg()[0]
-    progress(f"reading {DATA}")
+    machine = Machine({"scikit-learn": sklearn.__version__})
+    log(f"reading {DATA}")
     started = time.perf_counter()
     examples = classify.read_table(DATA, label_column="category")
     read_seconds = time.perf_counter() - started
@@ -258,12 +240,12 @@ def main() -> int:
     results = {name: Result(name) for name in models()}
     fitted: dict[str, Pipeline] = {}
     for name, build in models().items():
-        progress(f"cross-validating {name}")
+        log(f"cross-validating {name}")
         cross_validate(results[name], build(), texts, labels, folds)
-        progress(f"fitting {name} on all {len(texts):,} examples")
+        log(f"fitting {name} on all {len(texts):,} examples")
         fitted[name] = timed_fit(results[name], build(), texts, labels)
 
-    progress("classify.train(examples, folds=5): the `mailtriage train` path")
+    log("classify.train(examples, folds=5): the `mailtriage train` path")
     started = time.perf_counter()
     trained = classify.train(examples, folds=FOLDS)
     train_seconds = time.perf_counter() - started
@@ -278,13 +260,13 @@ def main() -> int:
     sample = [texts[i] for i in np.random.default_rng(SEED).choice(len(texts), LATENCY_CALLS, replace=False)]
     callers: dict[str, Callable[[str], object]] = {name: single_message_caller(model) for name, model in fitted.items()}
     callers[LOADED] = classifier.predict
-    progress(f"latency: {LATENCY_CALLS:,} single-message calls per model, taking turns")
+    log(f"latency: {LATENCY_CALLS:,} single-message calls per model, taking turns")
     timings = measure_latency(callers, sample)
     results[LOADED] = Result(LOADED)
     for name, values in timings.items():
         results[name].latencies_ms = values
 
-    report(list(results.values()), train_seconds, metadata_accuracy, read_seconds, len(examples), load_at_start)
+    report(machine, list(results.values()), train_seconds, metadata_accuracy, read_seconds, len(examples))
     return 0
 
 

@@ -44,8 +44,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import platform
 import random
 import sqlite3
 import statistics
@@ -60,15 +58,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from common import Machine, log
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # mailtriage itself, when it is not installed
-
-from mailtriage.deadlines import Policy, State, WarningRule  # noqa: E402
-from mailtriage.mailbox.memory import MemoryMailbox  # noqa: E402
-from mailtriage.models import MessageKind  # noqa: E402
-from mailtriage.store import Status, Store  # noqa: E402
-from mailtriage.watch import BY_SENT, Signals, sweep_deadlines  # noqa: E402
+from mailtriage.deadlines import Policy, State, WarningRule
+from mailtriage.mailbox.memory import MemoryMailbox
+from mailtriage.models import MessageKind
+from mailtriage.store import Status, Store
+from mailtriage.watch import BY_SENT, Signals, sweep_deadlines
 
 MAILBOX = "support"
 SIZES = (10, 100, 1_000, 50_000)
@@ -92,10 +88,6 @@ HISTORY = timedelta(days=180)
 def naive(moment: datetime) -> datetime:
     """The store keeps naive UTC."""
     return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def log(text: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {text}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -313,11 +305,10 @@ def baseline_of(all_cases: list[Case], open_count: int) -> Case:
     return full[0] if full else all_cases[0]
 
 
-def table(all_cases: list[Case], open_count: int, repeat: int, plans: list[str]) -> str:
+def table(machine: Machine, all_cases: list[Case], open_count: int, repeat: int, plans: list[str]) -> str:
     base = baseline_of(all_cases, open_count)
     lines = [
-        f"mailtriage deadline sweep benchmark, {datetime.now():%Y-%m-%d %H:%M}; {platform.platform()}, "
-        f"{os.cpu_count()} CPUs; Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}",
+        *machine.lines("mailtriage deadline sweep benchmark"),
         f"one sweep of mailbox {MAILBOX!r} at a fixed now, nothing to change (open messages due in 4-24 h, "
         f"24 h target, 4 h warning); median and p95 of {repeat} sweeps per store, stores taking turns",
         "",
@@ -400,10 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--sizes, --open, --control-open and --repeat must be at least 1")
     logging.basicConfig(level=logging.WARNING)  # a steady-state sweep logs nothing at INFO anyway
 
+    machine = Machine({"SQLite": sqlite3.sqlite_version})
     all_cases = cases(args.sizes, args.open, args.control_open)
     with tempfile.TemporaryDirectory(prefix="mailtriage-bench-") as workdir:
         plans = run(all_cases, args.repeat, Path(workdir))
-    print(table(all_cases, args.open, args.repeat, plans))
+    print(table(machine, all_cases, args.open, args.repeat, plans))
     if args.json:
         print(json.dumps(figures(all_cases, args.open, args.repeat, plans), indent=2))
     return 0

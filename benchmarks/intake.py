@@ -36,33 +36,41 @@ from __future__ import annotations
 import argparse
 import email
 import email.policy
-import json
-import os
-import platform
-import resource
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
-SPAMASSASSIN = CORPUS / "spamassassin"
-sys.path.insert(0, str(ROOT))  # for tests.dovecot, and mailtriage itself when it is not installed
+from common import (
+    ROOT,
+    CountedMailbox,
+    Machine,
+    MiB,
+    child_done,
+    child_result,
+    child_spec,
+    dovecot_missing,
+    dovecot_version,
+    fill,
+    log,
+    max_rss_bytes,
+    new_account,
+    private_dovecot,
+    processed,
+    start_child,
+)
 
-from mailtriage.mailbox import Mailbox  # noqa: E402
-from mailtriage.mailbox.imap import ImapMailbox  # noqa: E402
-from mailtriage.pipeline import CycleOptions, CycleReport, run_cycle  # noqa: E402
-from mailtriage.settings import MailboxSettings  # noqa: E402
-from mailtriage.store import Store  # noqa: E402
+from mailtriage.mailbox import Mailbox
+from mailtriage.mailbox.imap import ImapMailbox
+from mailtriage.pipeline import CycleOptions, CycleReport, run_cycle
+from mailtriage.scheduler import utcnow
+from mailtriage.settings import MailboxSettings
+from mailtriage.store import Store
 
 if TYPE_CHECKING:
     from tests.dovecot import Account, DovecotServer
@@ -73,15 +81,8 @@ BATCH_SIZE = 100
 OPTIONS = CycleOptions(batch_size=BATCH_SIZE, max_per_cycle=100_000)
 IDLE_CYCLES = 200
 IDLE_SMALL = 100
-MiB = 1024 * 1024
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def log(text: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {text}", file=sys.stderr, flush=True)
+CORPUS = ROOT.parent / "shared" / "corpus"
+SPAMASSASSIN = CORPUS / "spamassassin"
 
 
 # --- the corpus ----------------------------------------------------------------------------------------------------
@@ -135,39 +136,14 @@ def pipeline_once(mailbox: ImapMailbox, store: Store) -> tuple[CycleReport, floa
     return report, elapsed
 
 
-def processed(report: CycleReport) -> int:
-    return report.new + report.skipped + report.failed
-
-
 # --- idle cycles ---------------------------------------------------------------------------------------------------
-
-
-class CountingMailbox:
-    """An ImapMailbox that counts the calls the pipeline makes, to show an idle cycle is one STATUS and nothing else."""
-
-    def __init__(self, inner: ImapMailbox) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.inbox = inner.inbox
-        self.calls: dict[str, int] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if not callable(target):
-            return target
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] = self.calls.get(name, 0) + 1
-            return target(*args, **kwargs)
-
-        return counted
 
 
 def idle_cycle_seconds(mailboxes: Sequence[tuple[ImapMailbox, Store]], cycles: int) -> list[list[float]]:
     """The time of each of ``cycles`` idle cycles on each fully processed mailbox, the mailboxes taking turns so
     that a slow moment of the machine falls on all of them; one untimed cycle each comes first (it may connect, or
     leave the folder the processing left selected)."""
-    counted = [(CountingMailbox(mailbox), store) for mailbox, store in mailboxes]
+    counted = [(CountedMailbox(mailbox), store) for mailbox, store in mailboxes]
     for mailbox, store in counted:
         run_cycle(cast(Mailbox, mailbox), store, now=utcnow, options=OPTIONS)
     times: list[list[float]] = [[] for _ in counted]
@@ -198,8 +174,8 @@ class MemoryResult:
 
 
 def memory_child(spec: str) -> int:
-    """Subprocess side: one ``run_cycle`` into a fresh store under tracemalloc; prints a JSON result line."""
-    given = json.loads(spec)
+    """Subprocess side: one ``run_cycle`` into a fresh store under tracemalloc; its figures to the parent."""
+    given = child_spec(spec)
     settings = MailboxSettings.model_validate_json(given["settings"])
     store = Store(f"sqlite:///{given['store']}")
     mailbox = ImapMailbox(settings)
@@ -215,26 +191,15 @@ def memory_child(spec: str) -> int:
         store.close()
     if report.error is not None:
         raise RuntimeError(f"run_cycle failed: {report.error}")
-    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
-    result = {"messages": processed(report), "peak_bytes": peak, "max_rss_bytes": max_rss, "seconds": elapsed}
-    print(json.dumps(result), flush=True)
-    return 0
+    return child_done(
+        {"messages": processed(report), "peak_bytes": peak, "max_rss_bytes": max_rss_bytes(), "seconds": elapsed}
+    )
 
 
 def measure_memory(account: Account, messages: Sequence[bytes], workdir: Path, label: str) -> MemoryResult:
     """Run the memory subprocess on ``account``, whose INBOX holds ``messages``, never read by mailtriage."""
-    spec = json.dumps(
-        {"settings": account.settings(name=NAME).model_dump_json(), "store": str(workdir / f"memory-{label}.db")}
-    )
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--memory-child", spec],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the memory subprocess failed ({done.returncode}):\n{done.stderr}")
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    spec = {"settings": account.settings(name=NAME).model_dump_json(), "store": str(workdir / f"memory-{label}.db")}
+    found = child_result(start_child(__file__, spec))
     largest = max(sum(map(len, messages[i : i + BATCH_SIZE])) for i in range(0, len(messages), BATCH_SIZE))
     return MemoryResult(**found, largest_batch_bytes=largest)
 
@@ -260,33 +225,11 @@ def copies(messages: Sequence[bytes], times: int) -> list[bytes]:
     return [b"X-Benchmark-Copy: %d\r\n" % copy + data for copy in range(times) for data in messages]
 
 
-def new_accounts(server: DovecotServer, count: int) -> list[Account]:
-    """``count`` fresh accounts, each checked to log in (a user just added may be refused for a second or so)."""
-    accounts = [server.new_account() for _ in range(count)]
-    for account in accounts:
-        for attempt in range(10):
-            try:
-                account.client().logout()
-                break
-            except Exception:
-                if attempt == 9:
-                    raise
-                time.sleep(1)
-    return accounts
-
-
-def fill(account: Account, messages: Sequence[bytes]) -> Account:
-    start = time.perf_counter()
-    account.append_many(messages)
-    log(f"  appended {len(messages):,} messages to {account.username} in {time.perf_counter() - start:.1f} s")
-    return account
-
-
 def run(server: DovecotServer, messages: list[bytes], repeat: int, workdir: Path) -> Results:
     n = len(messages)
     small = min(IDLE_SMALL, n)
     fraction = max(1, n // 5)
-    accounts = new_accounts(server, repeat + 4)
+    accounts = [new_account(server) for _ in range(repeat + 4)]
     log(f"filling 1 baseline and {repeat} pipeline accounts of {n:,} messages, and two smaller ones")
     baseline_account = fill(accounts[0], messages)
     pipeline_accounts = [fill(account, messages) for account in accounts[1 : repeat + 1]]
@@ -362,15 +305,7 @@ def run(server: DovecotServer, messages: list[bytes], repeat: int, workdir: Path
     )
 
 
-def dovecot_version() -> str:
-    try:
-        done = subprocess.run(["dovecot", "--version"], capture_output=True, text=True, check=False)
-    except OSError:
-        return "?"
-    return done.stdout.split()[0] if done.stdout.strip() else "?"
-
-
-def table(results: Results, repeat: int) -> str:
+def table(machine: Machine, results: Results, repeat: int) -> str:
     n = results.messages
     baseline = statistics.median(results.baseline_rates)
     pipeline = statistics.median(results.pipeline_rates)
@@ -391,8 +326,7 @@ def table(results: Results, repeat: int) -> str:
 
     w = 58
     lines = [
-        f"mailtriage intake benchmark, {datetime.now():%Y-%m-%d %H:%M}; {platform.platform()}, "
-        f"{os.cpu_count()} CPUs; Python {platform.python_version()}; Dovecot {dovecot_version()}",
+        *machine.lines("mailtriage intake benchmark"),
         "",
         f"intake throughput, {n:,}-message backlog (median of {repeat})",
         f"  {'baseline imapclient fetch + email.policy.default parse':<{w}} {baseline:>7,.0f} msg/s"
@@ -418,32 +352,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=5000, help="backlog size (default 5000)")
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs of each side (default 3)")
-    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.memory_child:
-        return memory_child(args.memory_child)
+    if args.child:
+        return memory_child(args.child)
     if args.messages < 1 or args.repeat < 1:
         parser.error("--messages and --repeat must be at least 1")
 
     files = corpus_files(args.messages)
-    from tests.dovecot import start_server, unavailable_reason
-
-    reason = unavailable_reason()
-    if reason is not None:
-        print(f"intake benchmark: cannot start a private Dovecot: {reason}", file=sys.stderr)
+    if dovecot_missing("intake benchmark"):
         return 1
+    machine = Machine({"Dovecot": dovecot_version()})
     messages = [path.read_bytes() for path in files]
     log(f"{len(messages):,} messages from {SPAMASSASSIN} ({sum(map(len, messages)) / MiB:.1f} MiB)")
-
-    server = start_server()
-    log(f"private Dovecot on 127.0.0.1:{server.port} in {server.directory}")
-    try:
-        with tempfile.TemporaryDirectory(prefix="mailtriage-bench-") as workdir:
-            results = run(server, messages, args.repeat, Path(workdir))
-    finally:
-        server.stop()
-        shutil.rmtree(server.directory, ignore_errors=True)
-    print(table(results, args.repeat))
+    with private_dovecot() as server, tempfile.TemporaryDirectory(prefix="mailtriage-bench-") as workdir:
+        results = run(server, messages, args.repeat, Path(workdir))
+    print(table(machine, results, args.repeat))
     return 0
 
 

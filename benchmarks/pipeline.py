@@ -67,11 +67,7 @@ import argparse
 import gc
 import json
 import logging
-import os
-import platform
 import random
-import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -80,26 +76,41 @@ import threading
 import time
 import tracemalloc
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.dovecot, and mailtriage itself when it is not installed
+import imapclient
+from common import (
+    CountedMailbox,
+    Machine,
+    MiB,
+    child_done,
+    child_result,
+    child_spec,
+    dovecot_missing,
+    dovecot_version,
+    fill,
+    log,
+    max_rss_bytes,
+    new_account,
+    private_dovecot,
+    processed,
+    start_child,
+    timed,
+    verdict,
+)
 
-import imapclient  # noqa: E402
-
-from mailtriage.actions import DRAFT_FLAGS  # noqa: E402
-from mailtriage.classify import load_or_build_default  # noqa: E402
-from mailtriage.draft import ANSWERS_HEADER  # noqa: E402
-from mailtriage.pipeline import CycleReport  # noqa: E402
-from mailtriage.scheduler import Daemon  # noqa: E402
-from mailtriage.settings import (  # noqa: E402
+from mailtriage.actions import DRAFT_FLAGS
+from mailtriage.classify import load_or_build_default
+from mailtriage.draft import ANSWERS_HEADER
+from mailtriage.scheduler import Daemon
+from mailtriage.settings import (
     DEFAULT_CATEGORIES,
     ClassifierSettings,
     MailboxSettings,
@@ -107,7 +118,7 @@ from mailtriage.settings import (  # noqa: E402
     Settings,
     StoreSettings,
 )
-from mailtriage.wiring import daemon_from_settings  # noqa: E402
+from mailtriage.wiring import daemon_from_settings
 
 if TYPE_CHECKING:
     from tests.dovecot import Account, DovecotServer
@@ -120,21 +131,11 @@ PAUSE_S = (0.1, 0.4)
 WARM_UP = 3
 BATCH_SIZE = 100
 SEED = 0
-MiB = 1024 * 1024
-F = TypeVar("F", bound=Callable[..., Any] | None)
 NAMES = {
     "en": ("Emily Carter", "James O'Neill", "Priya Shah", "Tom Baker", "Grace Miller", "Oliver Brown"),
     "fr": ("Renée Lefèvre", "Jean Dupont", "Camille Martin", "Luc Bernard", "Élodie Moreau", "Hugo Petit"),
     "de": ("Björn Schneider", "Sabine Krämer", "Jürgen Weiß", "Anna Müller", "Lukas Becker", "Petra Fischer"),
 }
-
-
-def log(text: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {text}", file=sys.stderr, flush=True)
-
-
-def verdict(meets: bool) -> str:
-    return "meets" if meets else "below target"
 
 
 def percentile(values: Sequence[float], q: int) -> float:
@@ -222,26 +223,6 @@ def settings_for(mailbox: MailboxSettings, store: Path, model: Path, schedule: S
         classifier=ClassifierSettings(model=model),
         schedule=schedule,
     )
-
-
-def new_account(server: DovecotServer) -> Account:
-    """A fresh account, checked to log in (a user just added may be refused for a second or so)."""
-    account = server.new_account()
-    for attempt in range(10):
-        try:
-            account.client().logout()
-            return account
-        except Exception:
-            if attempt == 9:
-                raise
-            time.sleep(1)
-    return account
-
-
-def fill(account: Account, messages: Iterator[bytes], count: int) -> None:
-    start = time.perf_counter()
-    account.append_many(messages)
-    log(f"  appended {count:,} messages to {account.username} in {time.perf_counter() - start:.1f} s")
 
 
 def setup_logging(path: Path) -> None:
@@ -438,60 +419,6 @@ def latency_poll(
 # --- 2. throughput -------------------------------------------------------------------------------------------------
 
 
-class TimedMailbox:
-    """A mailbox whose every call is timed, by method; ``fetch`` is read out in full inside the timing."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.inbox = inner.inbox
-        self.seconds: defaultdict[str, float] = defaultdict(float)
-        self.calls: Counter[str] = Counter()
-
-    def fetch(self, folder: str, uids: Sequence[int], headers_only: bool = False) -> Iterator[Any]:
-        start = time.perf_counter()
-        found = list(self.inner.fetch(folder, uids, headers_only))
-        self._add("fetch", start)
-        return iter(found)
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if not callable(target):
-            return target
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return target(*args, **kwargs)
-            finally:
-                self._add(name, start)
-
-        return timed
-
-    def _add(self, name: str, start: float) -> None:
-        self.seconds[name] += time.perf_counter() - start
-        self.calls[name] += 1
-
-
-def timed_stage(function: F, name: str, seconds: defaultdict[str, float]) -> F:
-    """``function`` with the seconds spent in it added up under ``name``; None stays None."""
-    if function is None:
-        return function
-
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            seconds[name] += time.perf_counter() - start
-
-    return cast(F, timed)
-
-
-def processed(report: CycleReport) -> int:
-    return report.new + report.skipped + report.failed
-
-
 def drain(daemon: Daemon, mailbox: Any, count: int) -> int:
     """Run the daemon's cycle until ``count`` messages are processed: the cycles it took."""
     done = cycles = 0
@@ -522,16 +449,16 @@ class PipelineRun:
 def pipeline_once(account: Account, model: Path, store: Path, count: int) -> PipelineRun:
     settings = settings_for(account.settings(name="throughput"), store, model, ScheduleSettings())
     daemon = daemon_from_settings(settings)
-    mailbox = TimedMailbox(daemon.mailboxes[0])
+    mailbox = CountedMailbox(daemon.mailboxes[0])
     stages: defaultdict[str, float] = defaultdict(float)
     given = daemon.duties.stages
-    timed = replace(
+    watched = replace(
         given,
-        classify=timed_stage(given.classify, "classify", stages),
-        route=timed_stage(given.route, "route", stages),
-        draft=timed_stage(given.draft, "draft", stages),
+        classify=timed(given.classify, "classify", stages),
+        route=timed(given.route, "route", stages),
+        draft=timed(given.draft, "draft", stages),
     )
-    daemon.duties = replace(daemon.duties, stages=timed)
+    daemon.duties = replace(daemon.duties, stages=watched)
     try:
         start = time.perf_counter()
         cycles = drain(daemon, mailbox, count)
@@ -599,10 +526,10 @@ def throughput(server: DovecotServer, model: Path, workdir: Path, count: int, re
     log(f"throughput: filling 1 baseline and {repeat} pipeline accounts with {count:,} messages each")
     maker = MailMaker("backlog")
     baseline_account = new_account(server)
-    fill(baseline_account, maker.many(0, count), count)
+    fill(baseline_account, maker.many(0, count))
     accounts = [new_account(server) for _ in range(repeat)]
     for account in accounts:
-        fill(account, maker.many(0, count), count)
+        fill(account, maker.many(0, count))
     setup = baseline_account.client()
     for index in range(repeat):
         setup.create_folder(f"Replies{index}")
@@ -640,13 +567,14 @@ def rss_now() -> int:
 
 
 def memory_child(spec: str) -> int:
-    """Subprocess side: quarters of the messages appended, each drained by the daemon's cycle; one JSON line."""
-    given = json.loads(spec)
+    """Subprocess side: quarters of the messages appended, each drained by the daemon's cycle; the figures to the
+    parent."""
+    given = child_spec(spec)
     setup_logging(Path(given["log"]))
     account = MailboxSettings.model_validate_json(given["mailbox"])
     settings = settings_for(account, Path(given["store"]), Path(given["model"]), ScheduleSettings())
     daemon = daemon_from_settings(settings)
-    mailbox = TimedMailbox(daemon.mailboxes[0])
+    mailbox = CountedMailbox(daemon.mailboxes[0])
     total, quarter = given["messages"], given["messages"] // 4
     maker = MailMaker("memory")
     points = []
@@ -660,26 +588,25 @@ def memory_child(spec: str) -> int:
                 client.append("INBOX", data)
             client.logout()
             tracemalloc.reset_peak()
-            mailbox.seconds.clear()
+            mailbox.reset()
             start = time.perf_counter()
             drain(daemon, mailbox, quarter)
             seconds = time.perf_counter() - start
             gc.collect()
             current, peak = tracemalloc.get_traced_memory()
-            max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
-            points.append({"messages": end, "current": current, "peak": peak, "rss": rss_now(), "max_rss": max_rss,
-                           "seconds": seconds, "find_seconds": mailbox.seconds["find"]})  # fmt: skip
+            points.append({"messages": end, "current": current, "peak": peak, "rss": rss_now(),
+                           "max_rss": max_rss_bytes(), "seconds": seconds,
+                           "find_seconds": mailbox.seconds["find"]})  # fmt: skip
             log(f"  memory: {end:,} of {total:,} messages processed ({quarter / seconds:,.0f} msg/s, traced)")
     finally:
         tracemalloc.stop()
         daemon.close()
         daemon.store.close()
-    print(json.dumps(points), flush=True)
-    return 0
+    return child_done(points)
 
 
 def start_memory(server: DovecotServer, model: Path, workdir: Path, count: int) -> subprocess.Popen[str]:
-    """The memory subprocess, started; ``finish_memory`` waits for its figures."""
+    """The memory subprocess, started; ``child_result`` waits for its figures."""
     account = new_account(server)
     spec = {
         "mailbox": account.settings(name="memory").model_dump_json(),
@@ -691,35 +618,15 @@ def start_memory(server: DovecotServer, model: Path, workdir: Path, count: int) 
         "messages": count,
     }
     log(f"memory: {count:,} messages in quarters, in a subprocess (beside the poll baseline, which mostly waits)")
-    command = [sys.executable, str(Path(__file__).resolve()), "--memory-child", json.dumps(spec)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-
-
-def finish_memory(child: subprocess.Popen[str]) -> list[dict[str, float]]:
-    out, _ = child.communicate()
-    if child.returncode != 0:
-        raise RuntimeError(f"the memory subprocess failed with status {child.returncode}")
-    points: list[dict[str, float]] = json.loads(out.strip().splitlines()[-1])
-    return points
+    return start_child(__file__, spec)
 
 
 # --- the report ----------------------------------------------------------------------------------------------------
 
 
-def dovecot_version() -> str:
-    try:
-        done = subprocess.run(["dovecot", "--version"], capture_output=True, text=True, check=False)
-    except OSError:
-        return "?"
-    return done.stdout.split()[0] if done.stdout.strip() else "?"
-
-
 @dataclass
 class Results:
-    started: datetime
-    load_start: float
-    load_end: float
-    seconds: float
+    machine: Machine
     floor: list[float]
     idle: LatencyResult
     poll: LatencyResult
@@ -756,10 +663,7 @@ def table(results: Results) -> str:
     w = 56
     first, last = points[0], points[-1]
     lines = [
-        f"mailtriage pipeline benchmark, {results.started:%Y-%m-%d %H:%M} UTC; {platform.platform()}, "
-        f"{os.cpu_count()} CPUs; Python {platform.python_version()}; Dovecot {dovecot_version()}",
-        f"load average (1 min) at the start {results.load_start:.2f}, at the end {results.load_end:.2f} (other "
-        f"processes share these cores); whole run {results.seconds / 60:.1f} min",
+        *results.machine.lines("mailtriage pipeline benchmark"),
         "default settings and categories, the default model (seed mails), the shipped approved templates; "
         "mails made from the seed mails",
         "",
@@ -842,9 +746,8 @@ def figures(results: Results) -> dict[str, Any]:
 
     first, last = results.memory[0], results.memory[-1]
     return {
-        "date": results.started.isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "dovecot": dovecot_version(), "load_start": results.load_start, "load_end": results.load_end},
+        "date": results.machine.started.isoformat(timespec="seconds"),
+        "machine": results.machine.as_json(),
         "latency": {"idle": latency(results.idle), "poll": latency(results.poll), "target_p95_s": LATENCY_TARGET_S,
                     "dovecot_idle_notice": {"mails": len(results.floor), "p50_s": round(percentile(floor, 50), 4),
                                             "p95_s": round(percentile(floor, 95), 4)},
@@ -876,10 +779,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick", action="store_true", help="10 + 30 IDLE mails, 20 over 60 s polled, 500, 1 run, 2,000"
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON after the table")
-    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.memory_child:
-        return memory_child(args.memory_child)
+    if args.child:
+        return memory_child(args.child)
     if args.quick:
         args.floor_messages, args.latency_messages, args.poll_messages, args.poll_window = 10, 30, 20, 60
         args.backlog, args.repeat, args.memory_messages = 500, 1, 2000
@@ -889,16 +792,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         parser.error("counts must be at least 1 (--memory-messages at least 4)")
 
-    from tests.dovecot import start_server, unavailable_reason
-
-    reason = unavailable_reason()
-    if reason is not None:
-        print(f"pipeline benchmark: cannot start a private Dovecot: {reason}", file=sys.stderr)
+    if dovecot_missing("pipeline benchmark"):
         return 1
-    started, load_start, clock = datetime.now(UTC), os.getloadavg()[0], time.perf_counter()
-    server = start_server()
-    log(f"private Dovecot on 127.0.0.1:{server.port} in {server.directory}")
-    try:
+    machine = Machine({"Dovecot": dovecot_version()})
+    with private_dovecot() as server:
         with tempfile.TemporaryDirectory(prefix="mailtriage-bench-") as folder:
             workdir = Path(folder)
             setup_logging(workdir / "daemon.log")
@@ -913,19 +810,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"latency with a {args.poll_interval:.0f} s poll: {args.poll_messages} mails over "
                     f"{args.poll_window:.0f} s")  # fmt: skip
                 poll = latency_poll(server, model, workdir, args.poll_messages, args.poll_window, args.poll_interval)
-                points = finish_memory(child)
+                points = child_result(child)
             finally:
                 if child.poll() is None:
                     child.kill()
                     child.wait()
             tp = throughput(server, model, workdir, args.backlog, args.repeat)
             logging.shutdown()
-    finally:
-        server.stop()
-        shutil.rmtree(server.directory, ignore_errors=True)
-    results = Results(
-        started, load_start, os.getloadavg()[0], time.perf_counter() - clock, floor, idle, poll, tp, points
-    )
+    machine.done()
+    results = Results(machine, floor, idle, poll, tp, points)
     print(table(results))
     if args.json:
         print(json.dumps(figures(results), indent=2))

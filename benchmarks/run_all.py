@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -35,15 +33,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import BELOW, FLAT, INFO, MEETS, ROOT, Machine, log, verdict
+
 HERE = Path(__file__).resolve().parent
-MEETS, BELOW, INFO = "meets", "below target", "-"
-FLAT = 1.1
-"""A figure whose target is "~1" (independent of size, flat) meets it at or below this."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +48,6 @@ class Row:
     value: str
     target: str
     verdict: str
-
-
-def verdict(meets: bool) -> str:
-    return MEETS if meets else BELOW
 
 
 def split_json(stdout: str) -> tuple[str, dict[str, Any]]:
@@ -233,7 +224,7 @@ class Outcome:
 def run(benchmark: Benchmark, quick: bool) -> Outcome:
     """Run one benchmark, its stderr passed on as it comes (and its last lines kept), its stdout kept."""
     command = [sys.executable, str(HERE / benchmark.script), *benchmark.args, *(benchmark.quick if quick else ())]
-    print(f"[{datetime.now():%H:%M:%S}] run_all: {' '.join(command[1:])}", file=sys.stderr, flush=True)
+    log(f"run_all: {' '.join(command[1:])}")
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None and process.stderr is not None
@@ -261,7 +252,7 @@ def rows_of(outcome: Outcome) -> list[Row]:
         return [Row(name, "its output was not understood", str(exc)[:60], "", "?")]
 
 
-def summary(rows: Sequence[Row], outcomes: Sequence[Outcome], started: datetime, quick: bool) -> str:
+def summary(rows: Sequence[Row], outcomes: Sequence[Outcome], machine: Machine, quick: bool) -> str:
     headers = Row("benchmark", "figure", "value", "target", "verdict")
     widths = [max(len(getattr(r, f)) for r in (headers, *rows)) for f in ("benchmark", "figure", "value", "target")]
 
@@ -272,8 +263,7 @@ def summary(rows: Sequence[Row], outcomes: Sequence[Outcome], started: datetime,
     took = ", ".join(f"{o.benchmark.script} {o.seconds / 60:.1f} min" for o in outcomes)
     counts = {v: sum(r.verdict == v for r in rows) for v in (MEETS, BELOW)}
     return "\n".join([
-        f"mailtriage benchmarks, {started:%Y-%m-%d %H:%M} UTC; {platform.platform()}, {os.cpu_count()} CPUs; "
-        f"Python {platform.python_version()}{'; --quick' if quick else ''}",
+        *machine.lines(f"mailtriage benchmarks{' --quick' if quick else ''}"),
         f"took: {took}",
         "",
         line(headers),
@@ -292,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the summary rows as JSON after the table")
     args = parser.parse_args(argv)
 
-    started = datetime.now(UTC)
+    machine = Machine()
     outcomes: list[Outcome] = []
     for benchmark in BENCHMARKS:
         if benchmark.name in args.skip:
@@ -305,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(flush=True)
     rows = [row for outcome in outcomes for row in rows_of(outcome)]
     rows += [Row(name, "skipped (--skip)", "", "", INFO) for name in names if name in args.skip]
-    print(summary(rows, outcomes, started, args.quick))
+    print(summary(rows, outcomes, machine, args.quick))
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2, ensure_ascii=False))
     return 0 if all(o.ran for o in outcomes) else 1

@@ -65,7 +65,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -88,13 +87,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.dovecot, and mailtriage itself when it is not installed
+import imapclient
+from common import ROOT, Machine, connect, dovecot_missing, dovecot_version, log, new_account, private_dovecot
 
-import imapclient  # noqa: E402
-
-from mailtriage.draft import ANSWERS_HASH_HEADER, answers_hash  # noqa: E402
-from mailtriage.store import Status  # noqa: E402
+from mailtriage.draft import ANSWERS_HASH_HEADER, answers_hash
+from mailtriage.store import Status
 
 if TYPE_CHECKING:
     from tests.dovecot import Account, DovecotServer
@@ -127,10 +124,6 @@ MID_CYCLE_WAIT_S = 10.0
 TICK_S = 0.05
 ORDER_NUMBER = re.compile(rb"\b([A-Z]{1,3})-(\d{4,6})\b")
 DAEMON_READY = b"watching "
-
-
-def log(text: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {text}", file=sys.stderr, flush=True)
 
 
 def sha256(data: bytes) -> str:
@@ -519,18 +512,6 @@ class DaemonProcess:
 # --- the two threads: deliveries and Dovecot restarts; kills and the read-only window ------------------------------
 
 
-def connect(account: Account, timeout: float = 30) -> imapclient.IMAPClient:
-    """A logged-in client; right after a restart the server may refuse for a moment."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return account.client()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def soak_numbers(client: imapclient.IMAPClient, folders: Sequence[str]) -> set[int]:
     """The soak numbers of the mails in these folders."""
     found: set[int] = set()
@@ -824,11 +805,8 @@ def window_figures(run: Run, rows: Sequence[Record]) -> WindowFigures | None:
 
 @dataclass
 class Report:
-    started: datetime
+    machine: Machine
     args: dict[str, Any]
-    dovecot: str
-    load: tuple[float, float]
-    wall_s: float
     waves: int
     delivered: dict[str, int]
     delivered_seen: int
@@ -928,10 +906,7 @@ def table(report: Report) -> str:
         return f"{name:<{widths[0]}} | {found:>{widths[1]}} | {target:<{widths[2]}} | {note}".rstrip(" |")
 
     lines = [
-        f"mailtriage chaos soak, {report.started:%Y-%m-%d %H:%M} UTC; {platform.platform()}, {os.cpu_count()} CPUs; "
-        f"Python {platform.python_version()}; Dovecot {report.dovecot}",
-        f"load average (1 min) at the start {report.load[0]:.2f}, at the end {report.load[1]:.2f}; "
-        f"whole run {report.wall_s / 60:.1f} min",
+        *report.machine.lines("mailtriage chaos soak"),
         f"--mails {a['mails']} --kills {a['kills']} --restarts {a['restarts']} --readonly-seconds "
         f"{a['readonly_seconds']:g} --seconds {a['seconds']:g} --seed {a['seed']}",
         "",
@@ -954,18 +929,14 @@ def table(report: Report) -> str:
 
 def figures(report: Report) -> dict[str, Any]:
     data = asdict(report)
-    data["started"] = report.started.isoformat(timespec="seconds")
+    data["machine"] = report.machine.as_json()
+    data["started"] = report.machine.started.isoformat(timespec="seconds")
+    data["wall_s"] = report.machine.seconds
     data["failed"] = report.failed
     return data
 
 
 # --- running it ----------------------------------------------------------------------------------------------------
-
-
-def new_account(server: DovecotServer) -> Account:
-    account = server.new_account()
-    connect(account, timeout=10).logout()  # a user just added may be refused for a second or so
-    return account
 
 
 def write_soak_config(workdir: Path, account: Account, database: Path, model: Path) -> Path:
@@ -1058,7 +1029,7 @@ def run_chaos(setup: Setup, server: DovecotServer) -> Run:
 
 
 def soak(args: argparse.Namespace, server: DovecotServer, workdir: Path) -> Report:
-    started, load_start = datetime.now(UTC), os.getloadavg()[0]
+    machine = Machine({"Dovecot": dovecot_version()})
     setup = prepare(args, server, workdir)
     daemon, database = setup.daemon, setup.database
     daemon.start()
@@ -1071,9 +1042,9 @@ def soak(args: argparse.Namespace, server: DovecotServer, workdir: Path) -> Repo
     log(f"SIGTERM: exit status {sigterm_status}; checking the server and the store")
     rows = records(database)
     checks = check(run.delivered, rows, scan_server(setup.account))
+    machine.done()
     return Report(
-        started=started, args=vars(args), dovecot=dovecot_version(), load=(load_start, os.getloadavg()[0]),
-        wall_s=(datetime.now(UTC) - started).total_seconds(), waves=len(setup.plan.waves),
+        machine=machine, args=vars(args), waves=len(setup.plan.waves),
         delivered=dict(Counter(m.kind for m in run.delivered).most_common()),
         delivered_seen=sum(m.seen for m in run.delivered), kills=dict(Counter(k.kind for k in run.kills)),
         mid_cycle_after_record=sum(k.after_record for k in run.kills), daemon_starts=daemon.starts,
@@ -1084,38 +1055,17 @@ def soak(args: argparse.Namespace, server: DovecotServer, workdir: Path) -> Repo
     )  # fmt: skip
 
 
-def dovecot_version() -> str:
-    found = subprocess.run(["dovecot", "--version"], capture_output=True, text=True, check=False)
-    return found.stdout.split(" ")[0].strip() or "?"
-
-
-@dataclass
-class Workspace:
-    server: DovecotServer
-    workdir: Path
-    keep: bool
-
-    def close(self) -> None:
-        self.server.stop()
-        if self.keep:
-            log(f"kept: the work folder {self.workdir} (daemon.log, store/, mailtriage.toml) and Dovecot's "
-                f"{self.server.directory} (start it again: dovecot -c {self.server.config})")  # fmt: skip
-            return
-        shutil.rmtree(self.server.directory, ignore_errors=True)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
 @contextmanager
-def workspace(keep: bool) -> Iterator[Workspace]:
-    from tests.dovecot import start_server
-
-    server = start_server()
-    log(f"private Dovecot on 127.0.0.1:{server.port} in {server.directory}")
-    opened = Workspace(server, Path(tempfile.mkdtemp(prefix="mailtriage-soak-")), keep)
+def work_folder(keep: bool) -> Iterator[Path]:
+    """The soak's folder: the config, the model, the store, the daemon's log; removed at the end unless ``keep``."""
+    workdir = Path(tempfile.mkdtemp(prefix="mailtriage-soak-"))
     try:
-        yield opened
+        yield workdir
     finally:
-        opened.close()
+        if keep:
+            log(f"kept: the work folder {workdir} (daemon.log, store/, mailtriage.toml)")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1133,17 +1083,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.mails < 1 or min(args.kills, args.restarts) < 0 or args.readonly_seconds < 0 or args.seconds <= 0:
         parser.error("--mails must be at least 1, --seconds above 0, the others not negative")
 
-    from tests.dovecot import unavailable_reason
-
-    reason = unavailable_reason()
-    if reason is not None:
-        print(f"soak: cannot start a private Dovecot: {reason}", file=sys.stderr)
+    if dovecot_missing("soak"):
         return 2
     if shutil.which("setpriv") is None:
         log("setpriv is not installed: the daemon runs as plain root, which a read-only store does not stop")
     try:
-        with workspace(args.keep) as opened:
-            report = soak(args, opened.server, opened.workdir)
+        with private_dovecot(args.keep) as server, work_folder(args.keep) as workdir:
+            report = soak(args, server, workdir)
     except Exception:
         traceback.print_exc()
         log("the soak could not run to its end")

@@ -24,7 +24,8 @@ copied; the script exits with status 1 when it is missing. Run it by hand from t
 
     .venv/bin/python benchmarks/classifier.py
 
-Progress goes to stderr, the table to stdout.
+Progress goes to stderr, the table to stdout; ``--json FILE`` writes the figures to FILE too (the JSON is
+described in ``benchmarks/common.py``).
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import sklearn  # noqa: E402
-from common import ROOT, Machine, log, verdict  # noqa: E402
+from common import ROOT, Figure, Machine, argument_parser, log, options_of, verdict, write_json  # noqa: E402
 from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
@@ -152,17 +153,26 @@ def fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
-def report(
-    machine: Machine,
-    results: list[Result],
-    train_seconds: float,
-    metadata_accuracy: float | None,
-    read_seconds: float,
-    examples: int,
-) -> None:
-    bayes = next(r for r in results if r.name == BAYES)
-    project = next(r for r in results if r.name == PROJECT)
-    loaded = next(r for r in results if r.name == LOADED)
+@dataclass
+class Measured:
+    """Everything one run measured."""
+
+    results: list[Result]
+    train_seconds: float
+    """``classify.train(examples, folds=5)``: the ``mailtriage train`` path."""
+    metadata_accuracy: float | None
+    """The CV accuracy that training wrote into the model's metadata."""
+    read_seconds: float
+    examples: int
+
+    def result(self, name: str) -> Result:
+        return next(r for r in self.results if r.name == name)
+
+
+def report(machine: Machine, measured: Measured) -> None:
+    results, train_seconds, metadata_accuracy = measured.results, measured.train_seconds, measured.metadata_accuracy
+    read_seconds, examples = measured.read_seconds, measured.examples
+    bayes, project, loaded = measured.result(BAYES), measured.result(PROJECT), measured.result(LOADED)
     print("\n".join(machine.lines("mailtriage classifier benchmark")))
     print(
         f"Banking77 train.csv: {examples:,} examples, 77 intents; {FOLDS}-fold stratified CV "
@@ -220,7 +230,39 @@ def report(
     print(f"  training < {TRAIN_TARGET_S:.0f} s (classify.train, folds=5): {verdict(train_seconds < TRAIN_TARGET_S)}")
 
 
-def main() -> int:
+def headlines(measured: Measured) -> list[Figure]:
+    accuracy = measured.result(PROJECT).accuracy or 0.0
+    rows = [
+        Figure.check("accuracy, Banking77 5-fold CV (the test split is absent)", f"{accuracy:.4f}",
+                     f">= {ACCURACY_TARGET:.2f} (held out)", accuracy >= ACCURACY_TARGET),
+    ]  # fmt: skip
+    for r in (measured.result(PROJECT), measured.result(LOADED)):
+        for label, ms in (("p50", r.p50), ("p99", r.p99)):
+            rows.append(Figure.check(f"{r.name}, {label} per message", f"{ms:.3f} ms",
+                                     f"< {LATENCY_TARGET_MS:.0f} ms", ms < LATENCY_TARGET_MS))  # fmt: skip
+    rows.append(Figure.check(f"training: classify.train(folds={FOLDS})", f"{measured.train_seconds:.1f} s",
+                             f"< {TRAIN_TARGET_S:.0f} s", measured.train_seconds < TRAIN_TARGET_S))  # fmt: skip
+    return rows
+
+
+def figures(measured: Measured) -> dict[str, Any]:
+    bayes = measured.result(BAYES)
+    models = []
+    for r in measured.results:
+        values = asdict(r)
+        del values["latencies_ms"]
+        models.append(values | {"p50_ms": r.p50, "p99_ms": r.p99, "p50_to_bayes": r.p50 / bayes.p50,
+                                "p99_to_bayes": r.p99 / bayes.p99})  # fmt: skip
+    return {
+        "data": str(DATA), "examples": measured.examples, "folds": FOLDS, "seed": SEED,
+        "latency_calls": LATENCY_CALLS, "models": models, "train_seconds": measured.train_seconds,
+        "metadata_accuracy": measured.metadata_accuracy, "read_seconds": measured.read_seconds,
+        "published_test_accuracy": dict(ANCHORS),
+    }  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = argument_parser(__doc__).parse_args(argv)
     if not DATA.is_file():
         print(
             f"error: Banking77 not found at {DATA}: this benchmark reads shared/data/banking77/train.csv "
@@ -266,7 +308,9 @@ def main() -> int:
     for name, values in timings.items():
         results[name].latencies_ms = values
 
-    report(machine, list(results.values()), train_seconds, metadata_accuracy, read_seconds, len(examples))
+    measured = Measured(list(results.values()), train_seconds, metadata_accuracy, read_seconds, len(examples))
+    report(machine, measured)
+    write_json(args.json, "classifier", machine, options_of(args), headlines(measured), figures(measured))
     return 0
 
 

@@ -1,6 +1,22 @@
-"""What the benchmarks share: progress lines, verdicts against targets, the machine a run was on, a private Dovecot
-from ``tests/dovecot.py`` with accounts on it, a mailbox wrapper that counts and times calls, and a subprocess of a
-benchmark's own for memory figures.
+"""What the benchmarks share: progress lines, headline figures with their verdicts, the machine a run was on, the
+JSON every benchmark writes, a private Dovecot from ``tests/dovecot.py`` with accounts on it, a mailbox wrapper
+that counts and times calls, and a subprocess of a benchmark's own for memory figures.
+
+The JSON convention: every benchmark (and ``run_all.py``) takes ``--json FILE`` and, once it has measured, writes
+one object there; its human-readable table goes to stdout all the same, its progress to stderr. The object::
+
+    {"benchmark": "intake", "started": "2026-12-01T23:36:02+00:00", "seconds": 15.2,
+     "machine": {"platform": "Linux-...", "cpus": 2, "python": "3.11.7", "versions": {"Dovecot": "2.3.19.1"},
+                 "load_start": 1.51, "load_end": 1.36},
+     "options": {"messages": 500, "repeat": 1},
+     "summary": [{"figure": "idle cycle time, 500 vs 100 messages", "value": "1.00", "target": "~1 (<= 1.1)",
+                  "verdict": "meets"}, ...],
+     "figures": {...}}
+
+``summary`` holds the headline figures, each with its target and its verdict (``meets``, ``below target``, or
+``-`` for a figure given for information), decided by the benchmark that measured it: ``run_all.py`` shows them as
+they are. ``figures`` holds everything measured, in a shape of the benchmark's own. Timings are read as ratios
+against a baseline measured in the same run, since machines are noisy.
 
 Importing this module puts the checkout first on ``sys.path``: the benchmarks measure this checkout's mailtriage
 and use its ``tests/dovecot.py``, whatever an installed copy points to.
@@ -8,6 +24,7 @@ and use its ``tests/dovecot.py``, whatever an installed copy points to.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -19,7 +36,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -48,7 +65,46 @@ def verdict(meets: bool) -> str:
     return MEETS if meets else BELOW
 
 
-# --- the machine -------------------------------------------------------------------------------------------------
+def span(seconds: float) -> str:
+    """A run's length, in seconds or minutes."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+# --- headline figures, the machine and the JSON -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One headline figure of a benchmark: a row of its JSON's ``summary``, and of run_all.py's table."""
+
+    figure: str
+    value: str
+    target: str = ""
+    verdict: str = INFO
+
+    @classmethod
+    def check(cls, figure: str, value: str, target: str, meets: bool) -> Figure:
+        return cls(figure, value, target, verdict(meets))
+
+    @classmethod
+    def flat(cls, figure: str, ratio: float) -> Figure:
+        """A ratio whose target is ~1: the same cost (or memory) whatever the size."""
+        return cls.check(figure, f"{ratio:.2f}", f"~1 (<= {FLAT})", ratio <= FLAT)
+
+
+def argument_parser(doc: str | None, child: bool = False) -> argparse.ArgumentParser:
+    """A benchmark's argument parser: its docstring's first paragraph as the description, and ``--json FILE``;
+    ``child``: the hidden ``--child SPEC`` by which a benchmark runs a part of itself in a subprocess."""
+    found = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    found.add_argument("--json", metavar="FILE", type=Path, help="also write the figures to FILE as JSON")
+    if child:
+        found.add_argument("--child", help=argparse.SUPPRESS)
+    return found
+
+
+def options_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a run was given, as its JSON records them (not where the JSON went)."""
+    return {key: value for key, value in vars(args).items() if key not in ("json", "child")}
 
 
 @dataclass
@@ -70,7 +126,7 @@ class Machine:
 
     def lines(self, title: str) -> list[str]:
         """``title`` with the date and the machine, then the load average at the start and end and the run's
-        length."""
+        length (read now, if ``done`` was not called)."""
         if self.seconds is None:
             self.done()
         versions = "".join(f"; {name} {version}" for name, version in self.versions.items())
@@ -86,8 +142,30 @@ class Machine:
                 "versions": self.versions, "load_start": self.load_start, "load_end": self.load_end}  # fmt: skip
 
 
-def span(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+def write_json(
+    path: Path | None,
+    benchmark: str,
+    machine: Machine,
+    options: Mapping[str, Any],
+    summary: Sequence[Any],
+    figures: Mapping[str, Any],
+) -> None:
+    """Write a run's JSON to ``path`` (nothing when None; see this module's docstring). ``summary``: Figure rows
+    (or rows of another dataclass with those fields, as run_all.py's, which also name their benchmark)."""
+    if path is None:
+        return
+    if machine.seconds is None:
+        machine.done()
+    data = {
+        "benchmark": benchmark,
+        "started": machine.started.isoformat(timespec="seconds"),
+        "seconds": round(machine.seconds or 0, 1),
+        "machine": machine.as_json(),
+        "options": dict(options),
+        "summary": [asdict(row) for row in summary],
+        "figures": dict(figures),
+    }
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
 
 
 # --- a private Dovecot ---------------------------------------------------------------------------------------------
@@ -174,7 +252,7 @@ def timed(function: F, name: str, seconds: defaultdict[str, float], calls: Count
         return function
     call = function
 
-    def timed(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
             return call(*args, **kwargs)
@@ -183,7 +261,7 @@ def timed(function: F, name: str, seconds: defaultdict[str, float], calls: Count
             if calls is not None:
                 calls[name] += 1
 
-    return cast(F, timed)
+    return cast(F, wrapper)
 
 
 class CountedMailbox:

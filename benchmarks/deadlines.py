@@ -30,18 +30,17 @@ IMAP round trips a real server adds: one STATUS of Sent and one flags fetch per 
 Run it from the repository root (about ten seconds, most of it filling the two largest stores)::
 
     .venv/bin/python benchmarks/deadlines.py
-    .venv/bin/python benchmarks/deadlines.py --sizes 100 1000 --repeat 20 --json
+    .venv/bin/python benchmarks/deadlines.py --sizes 100 1000 --repeat 20 --json deadlines.json
 
 Machines are noisy, so the figures are read as ratios against a baseline from the same run: the sweep of the
 smallest store that holds the full ``--open`` open messages (100 messages, all 100 open, by default).
-Progress goes to stderr, the table to stdout.
+Progress goes to stderr, the table to stdout; ``--json FILE`` writes the figures to FILE too (the JSON is
+described in ``benchmarks/common.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import logging
 import math
 import random
@@ -58,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from common import Machine, log
+from common import Figure, Machine, argument_parser, log, options_of, write_json
 
 from mailtriage.deadlines import Policy, State, WarningRule
 from mailtriage.mailbox.memory import MemoryMailbox
@@ -334,26 +333,54 @@ def table(machine: Machine, all_cases: list[Case], open_count: int, repeat: int,
     return "\n".join(lines)
 
 
-def summary(all_cases: list[Case], base: Case) -> list[str]:
-    """The findings in words: store size at a fixed open count, then open count at a fixed store size."""
+def comparisons(all_cases: list[Case], base: Case) -> tuple[Case, list[tuple[Case, Case]]]:
+    """What the findings compare: the largest store with the baseline's open count (store size at a fixed open
+    count), and each control row with the row of its store size and the baseline's open count (open count at a
+    fixed store size)."""
     same_open = [c for c in all_cases if not c.control and c.open == base.open]
     largest = max(same_open, key=lambda c: c.messages)
+    pairs = []
+    for control in (c for c in all_cases if c.control):
+        peer = next((c for c in same_open if c.messages == control.messages), None)
+        if peer is not None:
+            pairs.append((control, peer))
+    return largest, pairs
+
+
+def summary(all_cases: list[Case], base: Case) -> list[str]:
+    """The findings in words."""
+    largest, pairs = comparisons(all_cases, base)
     lines = []
     if largest is not base:
         lines.append(
             f"{largest.messages:,} messages cost {largest.median_ms / base.median_ms:.2f}x what {base.messages:,} "
             f"cost with the same {base.open:,} open (~1 if the sweep ignores the closed messages)"
         )
-    for control in (c for c in all_cases if c.control):
-        peer = next((c for c in same_open if c.messages == control.messages), None)
-        if peer is not None:
-            lines.append(
-                f"in a store of {control.messages:,}, {control.open:,} open cost "
-                f"{control.median_ms / peer.median_ms:.1f}x what {peer.open:,} open cost "
-                f"(up to {control.open / peer.open:.0f} if the sweep follows the open messages; "
-                "its fixed part makes it less)"
-            )
+    for control, peer in pairs:
+        lines.append(
+            f"in a store of {control.messages:,}, {control.open:,} open cost "
+            f"{control.median_ms / peer.median_ms:.1f}x what {peer.open:,} open cost "
+            f"(up to {control.open / peer.open:.0f} if the sweep follows the open messages; "
+            "its fixed part makes it less)"
+        )
     return lines
+
+
+def headlines(all_cases: list[Case], open_count: int) -> list[Figure]:
+    """The findings as run_all.py's summary shows them."""
+    base = baseline_of(all_cases, open_count)
+    largest, pairs = comparisons(all_cases, base)
+    found = [
+        Figure(f"one sweep, store of {base.messages:,} ({base.open:,} open): median", f"{base.median_ms:.2f} ms",
+               "(baseline)"),
+    ]  # fmt: skip
+    if largest is not base:
+        figure = f"one sweep, store of {largest.messages:,} vs {base.messages:,}, {base.open:,} open"
+        found.append(Figure.flat(figure, largest.median_ms / base.median_ms))
+    for control, peer in pairs:
+        figure = f"control: {control.open:,} vs {peer.open:,} open, store of {control.messages:,}"
+        found.append(Figure(figure, f"{control.median_ms / peer.median_ms:.2f}", "> 1 (follows the open set)"))
+    return found
 
 
 def figures(all_cases: list[Case], open_count: int, repeat: int, plans: list[str]) -> dict[str, Any]:
@@ -378,14 +405,13 @@ def figures(all_cases: list[Case], open_count: int, repeat: int, plans: list[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="store sizes (default %(default)s)")
     parser.add_argument("--open", type=int, default=OPEN, help="open messages per store (default %(default)s)")
     parser.add_argument(
         "--control-open", type=int, default=CONTROL_OPEN, help="open messages of the control rows (default %(default)s)"
     )
     parser.add_argument("--repeat", type=int, default=50, help="timed sweeps per store (default %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON after the table")
     args = parser.parse_args(argv)
     if min(args.sizes) < 1 or args.open < 1 or args.control_open < 1 or args.repeat < 1:
         parser.error("--sizes, --open, --control-open and --repeat must be at least 1")
@@ -396,8 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mailtriage-bench-") as workdir:
         plans = run(all_cases, args.repeat, Path(workdir))
     print(table(machine, all_cases, args.open, args.repeat, plans))
-    if args.json:
-        print(json.dumps(figures(all_cases, args.open, args.repeat, plans), indent=2))
+    write_json(args.json, "deadlines", machine, options_of(args), headlines(all_cases, args.open),
+               figures(all_cases, args.open, args.repeat, plans))  # fmt: skip
     return 0
 
 

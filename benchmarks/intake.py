@@ -28,12 +28,12 @@ Run it by hand, as root (the private Dovecot stores mail as the ``mail`` user), 
 
 Machines are noisy, so absolute timings say little on their own: every timing is read as a ratio against a
 baseline from the same run (the stdlib baseline for throughput, the small mailbox for idle cycles and memory).
-Progress goes to stderr, the table to stdout.
+Progress goes to stderr, the table to stdout; ``--json FILE`` writes the figures to FILE too (the JSON is
+described in ``benchmarks/common.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import email
 import email.policy
 import statistics
@@ -42,15 +42,17 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from common import (
     ROOT,
     CountedMailbox,
+    Figure,
     Machine,
     MiB,
+    argument_parser,
     child_done,
     child_result,
     child_spec,
@@ -60,9 +62,11 @@ from common import (
     log,
     max_rss_bytes,
     new_account,
+    options_of,
     private_dovecot,
     processed,
     start_child,
+    write_json,
 )
 
 from mailtriage.mailbox import Mailbox
@@ -81,6 +85,8 @@ BATCH_SIZE = 100
 OPTIONS = CycleOptions(batch_size=BATCH_SIZE, max_per_cycle=100_000)
 IDLE_CYCLES = 200
 IDLE_SMALL = 100
+THROUGHPUT_TARGET = 0.5
+"""run_cycle's rate against the baseline's, at least."""
 CORPUS = ROOT.parent / "shared" / "corpus"
 SPAMASSASSIN = CORPUS / "spamassassin"
 
@@ -219,6 +225,18 @@ class Results:
     memory_small: MemoryResult
     memory_large: MemoryResult
 
+    @property
+    def throughput_ratio(self) -> float:
+        return statistics.median(self.pipeline_rates) / statistics.median(self.baseline_rates)
+
+    @property
+    def idle_ratio(self) -> float:
+        return statistics.median(self.idle_large) / statistics.median(self.idle_small)
+
+    @property
+    def memory_ratio(self) -> float:
+        return self.memory_large.peak_bytes / self.memory_small.peak_bytes
+
 
 def copies(messages: Sequence[bytes], times: int) -> list[bytes]:
     """``messages`` ``times`` over, each copy made distinct (a header of its own) so that each is processed."""
@@ -333,26 +351,41 @@ def table(machine: Machine, results: Results, repeat: int) -> str:
         f"   (runs: {runs(results.baseline_rates)})",
         f"  {'mailtriage run_cycle (fetch, parse, record)':<{w}} {pipeline:>7,.0f} msg/s"
         f"   (runs: {runs(results.pipeline_rates)})",
-        f"  {'ratio':<{w}} {pipeline / baseline:>7.2f}         (target >= 0.5)",
+        f"  {'ratio':<{w}} {results.throughput_ratio:>7.2f}         (target >= {THROUGHPUT_TARGET})",
         f"idle cycle (nothing new), median of {len(results.idle_small)}, on the connection that processed the mail",
         f"  {f'{min(IDLE_SMALL, n):,} messages':<16} {idle_small:6.2f} ms",
         f"  {f'{n:,} messages':<16} {idle_large:6.2f} ms",
-        f"  {'ratio':<16} {idle_large / idle_small:6.2f}      (target ~1: independent of mailbox size)",
+        f"  {'ratio':<16} {results.idle_ratio:6.2f}      (target ~1: independent of mailbox size)",
         f"  {'fresh connection':<16} {fresh_small:6.2f} ms and {fresh_large:.2f} ms, "
         f"ratio {fresh_large / fresh_small:.2f}   (the same mailboxes, connected anew)",
         "peak Python memory during run_cycle (tracemalloc), the same messages once and five times over",
         f"  {f'{small.messages:,} messages':<16} {small.peak_bytes / MiB:6.1f} MiB   {context(small)}",
         f"  {f'{large.messages:,} messages':<16} {large.peak_bytes / MiB:6.1f} MiB   {context(large)}",
-        f"  {'ratio':<16} {large.peak_bytes / small.peak_bytes:6.2f}       (target ~1: flat in mailbox size)",
+        f"  {'ratio':<16} {results.memory_ratio:6.2f}       (target ~1: flat in mailbox size)",
     ]
     return "\n".join(lines)
 
 
+def headlines(results: Results) -> list[Figure]:
+    n, ratio = results.messages, results.throughput_ratio
+    rates = f"{statistics.median(results.pipeline_rates):,.0f} vs {statistics.median(results.baseline_rates):,.0f}"
+    return [
+        Figure.check(f"run_cycle (fetch, parse, record) / imapclient + stdlib parse, {n:,} msgs",
+                     f"{ratio:.2f} ({rates} msg/s)", f">= {THROUGHPUT_TARGET}", ratio >= THROUGHPUT_TARGET),
+        Figure.flat(f"idle cycle time, {n:,} vs {min(IDLE_SMALL, n):,} messages", results.idle_ratio),
+        Figure.flat("peak traced memory of run_cycle, 5x vs 1x the messages", results.memory_ratio),
+    ]  # fmt: skip
+
+
+def figures(results: Results) -> dict[str, Any]:
+    ratios = {"throughput": results.throughput_ratio, "idle": results.idle_ratio, "memory": results.memory_ratio}
+    return {**asdict(results), "batch_size": BATCH_SIZE, "ratios": {k: round(v, 4) for k, v in ratios.items()}}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argument_parser(__doc__, child=True)
     parser.add_argument("--messages", type=int, default=5000, help="backlog size (default 5000)")
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs of each side (default 3)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return memory_child(args.child)
@@ -368,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with private_dovecot() as server, tempfile.TemporaryDirectory(prefix="mailtriage-bench-") as workdir:
         results = run(server, messages, args.repeat, Path(workdir))
     print(table(machine, results, args.repeat))
+    write_json(args.json, "intake", machine, options_of(args), headlines(results), figures(results))
     return 0
 
 

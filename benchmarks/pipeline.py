@@ -48,9 +48,9 @@ short (a few hundred bytes of text): real support mail with quoted history and a
 
 Run it by hand, as root (the private Dovecot stores mail as the ``mail`` user), with dovecot-imapd installed::
 
-    sudo .venv/bin/python benchmarks/pipeline.py           # everything: 20-25 minutes (see below)
-    sudo .venv/bin/python benchmarks/pipeline.py --quick   # a short check: about 2 minutes
-    sudo .venv/bin/python benchmarks/pipeline.py --json    # the table, then the figures as JSON
+    sudo .venv/bin/python benchmarks/pipeline.py                                # everything: 20-25 minutes (see below)
+    sudo .venv/bin/python benchmarks/pipeline.py --quick                        # a short check: about 3 minutes
+    sudo .venv/bin/python benchmarks/pipeline.py --quick --json pipeline.json   # the figures as JSON too
 
 Most of a full run is the memory part: tracemalloc slows the pipeline down several times, and before each draft
 the pipeline SEARCHes all of Drafts for one it may have appended already, which costs more as Drafts fills (from
@@ -58,12 +58,12 @@ about 5 ms a message with 5,000 drafts to about 27 ms with 20,000, on the machin
 other parts take about 10 minutes. ``--memory-messages 8000`` shortens it.
 
 Other processes on the machine share its cores: the load average at the start and the end is printed.
-Progress goes to stderr, the table to stdout.
+Progress goes to stderr, the table to stdout; ``--json FILE`` writes the figures to FILE too (the JSON is
+described in ``benchmarks/common.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import logging
@@ -87,9 +87,12 @@ from typing import TYPE_CHECKING, Any
 
 import imapclient
 from common import (
+    FLAT,
     CountedMailbox,
+    Figure,
     Machine,
     MiB,
+    argument_parser,
     child_done,
     child_result,
     child_spec,
@@ -99,11 +102,13 @@ from common import (
     log,
     max_rss_bytes,
     new_account,
+    options_of,
     private_dovecot,
     processed,
     start_child,
     timed,
     verdict,
+    write_json,
 )
 
 from mailtriage.actions import DRAFT_FLAGS
@@ -125,7 +130,8 @@ if TYPE_CHECKING:
 
 LATENCY_TARGET_S = 1.0
 RATIO_TARGET = 0.5
-FLAT_TOLERANCE = 0.10
+MEMORY = {"current": "traced now", "rss": "RSS now", "max_rss": "max RSS"}
+"""The memory figures that must stay flat, each the last quarter's against the first's (target: common.FLAT)."""
 WATCH_TICK_S = 0.01
 PAUSE_S = (0.1, 0.4)
 WARM_UP = 3
@@ -633,6 +639,14 @@ class Results:
     throughput: Throughput
     memory: list[dict[str, float]]
 
+    @property
+    def latency_meets(self) -> bool:
+        return self.idle.p95 < LATENCY_TARGET_S and not self.idle.missing
+
+    def memory_ratio(self, key: str) -> float:
+        """The last quarter's figure ``key`` against the first's."""
+        return self.memory[-1][key] / self.memory[0][key]
+
 
 def breakdown(runs: list[PipelineRun], count: int) -> list[str]:
     """Where the pipeline's time went, in ms per message, averaged over the runs."""
@@ -689,7 +703,7 @@ def table(results: Results) -> str:
         )
     lines += [
         f"  {'p95 with IDLE':<{w}} {idle.p95:7.3f} s    target < {LATENCY_TARGET_S:.0f} s: "
-        f"{verdict(idle.p95 < LATENCY_TARGET_S and not idle.missing)}",
+        f"{verdict(results.latency_meets)}",
         f"  {'p95 with the 30 s poll, for comparison':<{w}} {poll.p95:7.3f} s    "
         f"(IDLE is {poll.p95 / idle.p95:,.0f}x faster at p95, {poll.p50 / idle.p50:,.0f}x at p50)",
         "",
@@ -722,18 +736,35 @@ def table(results: Results) -> str:
             f"{p['rss'] / MiB:>4.0f} MiB | {p['max_rss'] / MiB:>4.0f} MiB | {quarter / p['seconds']:>6,.0f} | "
             f"{p['find_seconds'] * 1000 / quarter:>11.2f}"
         )
-    for key, name in (("current", "traced now"), ("rss", "RSS now"), ("max_rss", "max RSS")):
-        ratio = last[key] / first[key]
+    for key, name in MEMORY.items():
+        ratio = results.memory_ratio(key)
         label = f"{name}, {last['messages']:,.0f} vs {first['messages']:,.0f} messages"
-        lines.append(
-            f"  {label:<{w}} {ratio:7.2f}         "
-            f"target ~1 (<= {1 + FLAT_TOLERANCE:.2f}): {verdict(ratio <= 1 + FLAT_TOLERANCE)}"
-        )
+        lines.append(f"  {label:<{w}} {ratio:7.2f}         target ~1 (<= {FLAT:.2f}): {verdict(ratio <= FLAT)}")
     lines.append(
         "  (traced peak: the highest traced size while that quarter was processed; msg/s: that quarter, under "
         "tracemalloc; find: the SEARCH of Drafts for an existing draft before each APPEND, as Drafts grows)"
     )
     return "\n".join(lines)
+
+
+def headlines(results: Results) -> list[Figure]:
+    idle, poll, tp = results.idle, results.poll, results.throughput
+    first, last = (f"{point['messages']:,.0f}" for point in (results.memory[0], results.memory[-1]))
+    rates = f"{statistics.median(tp.pipeline_rates):,.0f} vs {statistics.median(tp.baseline_rates):,.0f} msg/s"
+    rows = [
+        Figure.check(f"arrival-to-draft with IDLE, p95 ({len(idle.latencies)} mails one by one)", f"{idle.p95:.3f} s",
+                     f"< {LATENCY_TARGET_S:.0f} s", results.latency_meets),
+        Figure("arrival-to-draft with IDLE, p50", f"{idle.p50:.3f} s"),
+        Figure("  of which Dovecot's IDLE notice alone, p50", f"{percentile(results.floor, 50):.3f} s"),
+        Figure(f"arrival-to-draft with a {poll.details['poll_interval_s']:.0f} s poll, p50 / p95 "
+               f"({len(poll.latencies)} mails over {poll.details['window_s']:.0f} s)",
+               f"{poll.p50:.1f} / {poll.p95:.1f} s", "(comparison)"),
+        Figure.check(f"throughput classify+route+draft / imapclient fetch + APPEND, {tp.messages:,} msgs",
+                     f"{tp.ratio:.2f} ({rates})", f">= {RATIO_TARGET}", tp.ratio >= RATIO_TARGET),
+    ]  # fmt: skip
+    rows += [Figure.flat(f"{name}, after {last} vs {first} messages", results.memory_ratio(key))
+             for key, name in MEMORY.items()]  # fmt: skip
+    return rows
 
 
 def figures(results: Results) -> dict[str, Any]:
@@ -744,21 +775,17 @@ def figures(results: Results) -> dict[str, Any]:
                 "p50_s": round(result.p50, 4), "p95_s": round(result.p95, 4),
                 "max_s": round(max(result.latencies), 4), **result.details}  # fmt: skip
 
-    first, last = results.memory[0], results.memory[-1]
     return {
-        "date": results.machine.started.isoformat(timespec="seconds"),
-        "machine": results.machine.as_json(),
         "latency": {"idle": latency(results.idle), "poll": latency(results.poll), "target_p95_s": LATENCY_TARGET_S,
                     "dovecot_idle_notice": {"mails": len(results.floor), "p50_s": round(percentile(floor, 50), 4),
                                             "p95_s": round(percentile(floor, 95), 4)},
-                    "meets": results.idle.p95 < LATENCY_TARGET_S and not results.idle.missing},
+                    "meets": results.latency_meets},
         "throughput": {"messages": tp.messages, "baseline_msg_s": tp.baseline_rates,
                        "pipeline_msg_s": tp.pipeline_rates, "ratio": round(tp.ratio, 4), "target": RATIO_TARGET,
                        "meets": tp.ratio >= RATIO_TARGET, "runs": [asdict(r) for r in tp.runs]},
         "memory": {"points": results.memory,
-                   "ratios": {k: round(last[k] / first[k], 4) for k in ("current", "peak", "rss", "max_rss")},
-                   "target": 1 + FLAT_TOLERANCE,
-                   "meets": all(last[k] / first[k] <= 1 + FLAT_TOLERANCE for k in ("current", "rss", "max_rss"))},
+                   "ratios": {k: round(results.memory_ratio(k), 4) for k in ("current", "peak", "rss", "max_rss")},
+                   "target": FLAT, "meets": all(results.memory_ratio(k) <= FLAT for k in MEMORY)},
     }  # fmt: skip
 
 
@@ -766,7 +793,7 @@ def figures(results: Results) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argument_parser(__doc__, child=True)
     parser.add_argument("--floor-messages", type=int, default=30, help="mails for Dovecot's IDLE notice alone (30)")
     parser.add_argument("--latency-messages", type=int, default=200, help="mails sent one by one with IDLE (200)")
     parser.add_argument("--poll-messages", type=int, default=60, help="mails sent to the polling daemon (60)")
@@ -778,8 +805,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="10 + 30 IDLE mails, 20 over 60 s polled, 500, 1 run, 2,000"
     )
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON after the table")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return memory_child(args.child)
@@ -820,8 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine.done()
     results = Results(machine, floor, idle, poll, tp, points)
     print(table(results))
-    if args.json:
-        print(json.dumps(figures(results), indent=2))
+    write_json(args.json, "pipeline", machine, options_of(args), headlines(results), figures(results))
     return 0
 
 

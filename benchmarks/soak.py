@@ -45,10 +45,10 @@ What it does, in one run:
 
 Run it by hand, as root (the private Dovecot stores mail as the ``mail`` user), with dovecot-imapd installed::
 
-    sudo .venv/bin/python benchmarks/soak.py                 # the defaults: about 3 minutes on 2 cores
-    sudo .venv/bin/python benchmarks/soak.py --json --keep   # the figures as JSON too; keep the folders
+    sudo .venv/bin/python benchmarks/soak.py                           # the defaults: about 3 minutes on 2 cores
+    sudo .venv/bin/python benchmarks/soak.py --json soak.json --keep   # the figures as JSON too; keep the folders
     sudo .venv/bin/python benchmarks/soak.py --mails 2000 --kills 60 --restarts 5 --readonly-seconds 20 \\
-        --seconds 450 --seed 7                               # a longer soak: about 8 minutes
+        --seconds 450 --seed 7                                         # a longer soak: about 8 minutes
 
 Each daemon start takes about 5 s (imports and the model) before it watches the mailbox; a kill that waits for a
 watching daemon waits that long, so many kills in a short run stretch it past ``--seconds``.
@@ -56,7 +56,8 @@ watching daemon waits that long, so many kills in a short run stretch it past ``
 Exit status 0 when nothing was lost, duplicated, left pending, missing a draft, drafted twice or marked ``\\Seen``
 and every mail is on the server once; 1 when something was; 2 when the soak could not run. Timings differ from run
 to run (the daemon and the server are real processes), so a seed fixes the plan (the mails, the waves, when each
-kill and restart comes), not every interleaving. Progress goes to stderr, the table to stdout.
+kill and restart comes), not every interleaving. Progress goes to stderr, the table to stdout; ``--json FILE``
+writes the figures to FILE too (the JSON is described in ``benchmarks/common.py``).
 """
 
 from __future__ import annotations
@@ -88,7 +89,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import imapclient
-from common import ROOT, Machine, connect, dovecot_missing, dovecot_version, log, new_account, private_dovecot
+from common import (
+    ROOT,
+    Figure,
+    Machine,
+    argument_parser,
+    connect,
+    dovecot_missing,
+    dovecot_version,
+    log,
+    new_account,
+    options_of,
+    private_dovecot,
+    span,
+    write_json,
+)
 
 from mailtriage.draft import ANSWERS_HASH_HEADER, answers_hash
 from mailtriage.store import Status
@@ -929,11 +944,32 @@ def table(report: Report) -> str:
 
 def figures(report: Report) -> dict[str, Any]:
     data = asdict(report)
-    data["machine"] = report.machine.as_json()
-    data["started"] = report.machine.started.isoformat(timespec="seconds")
-    data["wall_s"] = report.machine.seconds
+    del data["machine"], data["args"]  # the JSON's own "machine" and "options"
     data["failed"] = report.failed
     return data
+
+
+def headlines(report: Report) -> list[Figure]:
+    c, a = report.checks, report.args
+    counts = [
+        ("lost (delivered, not recorded)", len(c.lost)),
+        ("duplicated (recorded more than once)", c.duplicated),
+        (f"missing drafts (of {c.expected_drafts} owed)", len(c.missing_drafts)),
+        ("duplicate drafts", c.duplicate_drafts),
+        ("\\Seen set or taken off by mailtriage", len(c.seen_set) + len(c.seen_dropped)),
+        ("mails not exactly once on the server", len(c.not_once_on_server)),
+        ("pending at the end (decided, not done)", c.statuses.get(PENDING, 0)),
+    ]
+    run = (
+        f"{sum(report.delivered.values()):,} mails, {sum(report.kills.values())} SIGKILLs, Dovecot restarted "
+        f"{len(report.dovecot_restarts)}x, {a['readonly_seconds']:g} s of read-only store; "
+        f"{span(report.machine.seconds or 0)}"
+    )
+    return [
+        Figure("chaos run", run),
+        *(Figure.check(figure, str(value), "0", value == 0) for figure, value in counts),
+        Figure.check("the last daemon finished the backlog", "yes" if report.drained else "no", "yes", report.drained),
+    ]
 
 
 # --- running it ----------------------------------------------------------------------------------------------------
@@ -1044,7 +1080,7 @@ def soak(args: argparse.Namespace, server: DovecotServer, workdir: Path) -> Repo
     checks = check(run.delivered, rows, scan_server(setup.account))
     machine.done()
     return Report(
-        machine=machine, args=vars(args), waves=len(setup.plan.waves),
+        machine=machine, args=options_of(args), waves=len(setup.plan.waves),
         delivered=dict(Counter(m.kind for m in run.delivered).most_common()),
         delivered_seen=sum(m.seen for m in run.delivered), kills=dict(Counter(k.kind for k in run.kills)),
         mid_cycle_after_record=sum(k.after_record for k in run.kills), daemon_starts=daemon.starts,
@@ -1069,7 +1105,7 @@ def work_folder(keep: bool) -> Iterator[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argument_parser(__doc__)
     parser.add_argument("--mails", type=int, default=600, help="mails delivered over the run (600)")
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs of the daemon (20)")
     parser.add_argument("--restarts", type=int, default=2, help="Dovecot restarts (2)")
@@ -1077,7 +1113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=150, help="how long the mail and the faults go on (150)")
     parser.add_argument("--drain-timeout", type=float, default=180, help="seconds for the last daemon's backlog (180)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the mails, waves and faults (0)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON after the table")
     parser.add_argument("--keep", action="store_true", help="keep the work folder and Dovecot's folder")
     args = parser.parse_args(argv)
     if args.mails < 1 or min(args.kills, args.restarts) < 0 or args.readonly_seconds < 0 or args.seconds <= 0:
@@ -1095,8 +1130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("the soak could not run to its end")
         return 2
     print(table(report))
-    if args.json:
-        print(json.dumps(figures(report), indent=2, default=str))
+    write_json(args.json, "soak", report.machine, report.args, headlines(report), figures(report))
     return 2 if report.failures else 1 if report.failed else 0
 
 

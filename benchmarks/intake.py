@@ -16,15 +16,16 @@ What it measures, in one run:
    over those same messages five times over (each copy made distinct), each in a fresh subprocess so the two
    numbers are independent, and their ratio. Messages are fetched a batch at a time, so the peak follows the
    biggest batch, not the mailbox: repeating the same messages keeps the batches alike and leaves mailbox size as
-   the one difference.
+   the one difference. The fifth must be more than one batch for that: at ``--messages 500`` it is one, and the
+   ratio compares one batch with five (about 1.7); 1,000 messages are the least that say something.
 
 The messages are the first ``--messages`` files, in sorted path order, of the SpamAssassin corpus in
 ``<repo root>/../shared/corpus/spamassassin`` (read in place; LICENSE* and README* files are left out).
 
 Run it by hand, as root (the private Dovecot stores mail as the ``mail`` user), with dovecot-imapd installed::
 
-    sudo .venv/bin/python benchmarks/intake.py                          # 5,000 messages, 3 repeats: minutes
-    sudo .venv/bin/python benchmarks/intake.py --messages 500 --repeat 1  # a quick check
+    sudo .venv/bin/python benchmarks/intake.py                             # 5,000 messages, 3 repeats: minutes
+    sudo .venv/bin/python benchmarks/intake.py --messages 1000 --repeat 1  # a quick check
 
 Machines are noisy, so absolute timings say little on their own: every timing is read as a ratio against a
 baseline from the same run (the stdlib baseline for throughput, the small mailbox for idle cycles and memory).

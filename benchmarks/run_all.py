@@ -14,7 +14,7 @@ which needs root and dovecot-imapd; without them their rows say why they did not
     sudo .venv/bin/python benchmarks/run_all.py --quick --skip classifier    # a short check: about 6 minutes
     sudo .venv/bin/python benchmarks/run_all.py --json all.json              # the summary and every run's JSON
 
-``--quick`` passes each benchmark's quick options: ``intake.py --messages 500 --repeat 1``, ``deadlines.py
+``--quick`` passes each benchmark's quick options: ``intake.py --messages 1000 --repeat 1``, ``deadlines.py
 --repeat 10``, ``pipeline.py --quick``, ``soak.py --mails 200 --kills 6 --restarts 1 --readonly-seconds 10
 --seconds 60``; ``classifier.py`` has none (it takes a few minutes: ``--skip classifier``). Without it the soak runs
 with its own defaults (600 mails, 20 kills, 2 Dovecot restarts, 15 s of read-only store: about 3 minutes).
@@ -62,7 +62,7 @@ class Benchmark:
 
 BENCHMARKS = (
     Benchmark("deadlines", "deadlines.py", ("--repeat", "10")),
-    Benchmark("intake", "intake.py", ("--messages", "500", "--repeat", "1")),
+    Benchmark("intake", "intake.py", ("--messages", "1000", "--repeat", "1")),
     Benchmark("pipeline", "pipeline.py", ("--quick",)),
     Benchmark("classifier", "classifier.py", ()),
     Benchmark("soak", "soak.py", ("--mails", "200", "--kills", "6", "--restarts", "1", "--readonly-seconds", "10",

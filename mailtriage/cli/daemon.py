@@ -176,8 +176,7 @@ def demo(ctx: click.Context, keep: Path | None, add_mail: bool) -> None:
                       "daemon triages it within seconds; then:")  # fmt: skip
         console.print(f"  mailtriage --config {inline(config)} review", soft_wrap=True)
         return
-    console.print("mailtriage demo: 30 sample support mails in English, French and German, triaged as the daemon "
-                  "does")
+    console.print("mailtriage demo: 30 sample support mails in English, French and German, triaged as the daemon does")
     with console.status("starting") as status:
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,7 @@ BENCHMARKS = (
     Benchmark("intake", "intake.py", ("--messages", "1000", "--repeat", "1")),
     Benchmark("pipeline", "pipeline.py", ("--quick",)),
     Benchmark("classifier", "classifier.py", ()),
+    Benchmark("demo", "demo.py", ("--repeat", "1")),
     Benchmark("soak", "soak.py", ("--mails", "200", "--kills", "6", "--restarts", "1", "--readonly-seconds", "10",
                                   "--seconds", "60"), findings_status=1),
 )  # fmt: skip

@@ -14,9 +14,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from zoneinfo import ZoneInfo
 
-from mailtriage.compliance import Policy, approval_problem, read_approvals
+from mailtriage.compliance import approval_problem, read_approvals
 from mailtriage.errors import TemplateError
 from mailtriage.models import Address, ParsedEmail
+from mailtriage.policy import Policy
 from mailtriage.settings import DraftSettings
 from mailtriage.templates import Templates, read_sources, render_sources
 

@@ -135,9 +135,9 @@ def deadline_sweep(settings: Settings, store: Store, policy: Policy, clock: Cloc
 
 def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], Classification]) -> Triage:
     """Classification, then the configured routing and drafts."""
-    from mailtriage.compliance import load_policy
     from mailtriage.draft import Drafter
     from mailtriage.notify import Notifier
+    from mailtriage.policy import load_policy
     from mailtriage.route import route
     from mailtriage.templates import Templates
 

@@ -8,10 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from mailtriage.cli import main
-from mailtriage.compliance import CLASSES, NEUTRAL, load_policy, phrase_classes, template_names
+from mailtriage.compliance import NEUTRAL, template_names
 from mailtriage.draft import Drafter
 from mailtriage.errors import ConfigError, TemplateError
 from mailtriage.parse import parse_message
+from mailtriage.policy import CLASSES, load_policy, phrase_classes
 from mailtriage.settings import DEFAULT_CATEGORIES, DraftSettings
 from mailtriage.templates import Templates, read_sources, render_sources
 from tests.test_draft import NOW

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailtriage.compliance import Approval, Policy, content_hash, write_approvals
+from mailtriage.compliance import Approval, content_hash, write_approvals
 from mailtriage.draft import (
     ANSWERS_HEADER,
     Drafter,
@@ -20,6 +20,7 @@ from mailtriage.draft import (
 from mailtriage.errors import TemplateError
 from mailtriage.models import Address
 from mailtriage.parse import parse_message
+from mailtriage.policy import Policy
 from mailtriage.settings import DEFAULT_CATEGORIES, DraftSettings
 from mailtriage.templates import Templates
 

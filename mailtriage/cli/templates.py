@@ -1,14 +1,18 @@
-"""Commands for compliance: ``templates check``, ``approve``, ``show``."""
+"""Commands for compliance: ``templates check``, ``approve``, ``show``, ``lint``."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mailtriage.cli.app import errors_as_lines, main, optional_settings
+from mailtriage.terminal import clean
+
+if TYPE_CHECKING:
+    from mailtriage.policy import SentenceLint
 
 
 @main.group("templates")
@@ -19,11 +23,12 @@ def templates_group() -> None:
     Example:
       mailtriage templates check
       mailtriage templates approve return-refund/fr --by "A. Martin" --note "reviewed 2026-11-23"
+      mailtriage templates lint "We will issue a full refund to your card."
     """
 
 
 def _template_folder(ctx: click.Context) -> tuple[Path, Any]:
-    from mailtriage.compliance import load_policy
+    from mailtriage.policy import load_policy
     from mailtriage.settings import DraftSettings
 
     settings = optional_settings(ctx)
@@ -109,3 +114,56 @@ def templates_show(ctx: click.Context, names: tuple[str, ...], html_file: Path |
     if html_file is not None:
         html_file.write_text(review_page(reports), encoding="utf-8")
         click.echo(f"wrote {html_file}")
+
+
+@templates_group.command("lint")
+@click.argument("text", nargs=-1, required=True)
+@click.option(
+    "--language",
+    "languages",
+    multiple=True,
+    metavar="CODE",
+    help="Only this language's rules (repeatable); by default every language's, as approval checks.",
+)
+@click.pass_context
+@errors_as_lines
+def templates_lint(ctx: click.Context, text: tuple[str, ...], languages: tuple[str, ...]) -> None:
+    """Explain how the lint reads TEXT (a sentence or more; '-' reads standard input): per sentence, each rule it
+    meets with the words matched, the rule's pattern and its reason, and any exemption that clears it. Exit 1 when
+    `templates approve` would refuse the text.
+
+    \b
+    Example:
+      mailtriage templates lint "We will issue a full refund to your card."
+      mailtriage templates lint --language fr "Nous nous engageons à réparer votre appareil."
+      mailtriage templates lint - < templates/billing/en.txt
+    """  # fmt: skip
+    _, policy = _template_folder(ctx)
+    written = sys.stdin.read() if text == ("-",) else " ".join(text)
+    unknown = sorted(set(languages) - set(policy.rules.languages))
+    if unknown:
+        known = ", ".join(policy.rules.languages)
+        raise click.BadParameter(f"no rules for {', '.join(unknown)} (the policy has {known})", param_hint="--language")
+    read = policy.explain(written, languages)
+    for number, sentence in enumerate(read, 1):
+        click.echo("\n".join(_explained(number, sentence)))
+    refused = sum(1 for sentence in read if sentence.binding)
+    click.echo(f"{refused} of {len(read)} sentences would be refused" if refused else "nothing binding found")
+    sys.exit(1 if refused else 0)
+
+
+def _explained(number: int, sentence: SentenceLint) -> list[str]:
+    lines = [f"{number}. {clean(sentence.sentence)!r}"]
+    if sentence.question:
+        lines.append("   a question: only rules with questions = true apply")
+    for match in sentence.matches:
+        rule = match.rule
+        verdict = "cleared" if match.exempted_by else "BINDING"
+        lines += [f"   {verdict} {rule.kind}: {clean(match.text)!r} (rule {rule.name}, {rule.language})",
+                  f"      pattern: {rule.pattern}", f"      reason:  {rule.reason}"]  # fmt: skip
+        if match.exempted_by is not None:
+            exemption = match.exempted_by.pattern
+            lines.append(f"      cleared by exemption {exemption.name} ({exemption.pattern}): {exemption.reason}")
+    if not sentence.matches:
+        lines.append("   no rule matches")
+    return lines

@@ -5,7 +5,7 @@ from html import escape
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from mailtriage.cli import main
 from mailtriage.compliance import NEUTRAL, template_names
@@ -114,7 +114,7 @@ def copy_templates(tmp_path: Path) -> Path:
     return folder
 
 
-def run(folder: Path, tmp_path: Path, *args: str) -> object:
+def run(folder: Path, tmp_path: Path, *args: str) -> Result:
     config = tmp_path / "c.toml"
     config.write_text(f'[[mailboxes]]\nname = "x"\nmaildir = "{tmp_path}"\n[drafts]\ntemplates = "{folder}"\n')
     return CliRunner().invoke(main, ["--config", str(config), "templates", *args])

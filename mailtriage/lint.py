@@ -46,29 +46,41 @@ _EN_CONTRACTIONS = {"won't": ("will", "not"), "shan't": ("shall", "not"), "can't
 _FR_ELISIONS = {"l": "le", "d": "de", "qu": "que", "j": "je", "n": "ne", "s": "se", "c": "ce", "m": "me",
                 "t": "te", "jusqu": "jusque", "lorsqu": "lorsque", "puisqu": "puisque"}  # fmt: skip
 
-KINDS: dict[str, frozenset[str]] = {
-    "NUM": frozenset(
-        "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty hundred "
-        "un une deux trois quatre cinq six sept huit neuf dix onze douze quinze vingt trente quarante cinquante "
-        "ein eine einen einem zwei drei vier funf sechs sieben acht neun zehn elf zwolf vierzehn funfzehn zwanzig "
-        "dreissig achtundvierzig vierundzwanzig".split()
-    ),
-    "WEEKDAY": frozenset(
-        "monday tuesday wednesday thursday friday saturday sunday lundi mardi mercredi jeudi vendredi samedi "
-        "dimanche montag dienstag mittwoch donnerstag freitag samstag sonnabend sonntag".split()
-    ),
-    "MONTH": frozenset(
-        "january february march april may june july august september october november december janvier fevrier "
-        "mars avril mai juin juillet aout septembre octobre novembre decembre januar februar marz juni juli "
-        "oktober dezember".split()
-    ),
-    "UNIT": frozenset(
-        "minute minutes hour hours day days week weeks month months business working heure heures jour jours "
-        "semaine semaines mois ouvre ouvres ouvrable ouvrables minute stunde stunden tag tage tagen woche wochen "
-        "monat monate monaten werktag werktage werktagen arbeitstag arbeitstage arbeitstagen".split()
-    ),
-    "DAYWORD": frozenset("today tomorrow tonight aujourd demain heute morgen ubermorgen".split()),
+_KIND_WORDS: dict[str, dict[str, str]] = {
+    "NUM": {
+        "en": "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty "
+        "hundred a an couple few",
+        "fr": "un une deux trois quatre cinq six sept huit neuf dix onze douze quinze vingt trente quarante "
+        "cinquante cent quelques",
+        "de": "ein eine einen einem einer zwei drei vier funf sechs sieben acht neun zehn elf zwolf vierzehn "
+        "funfzehn zwanzig dreissig achtundvierzig vierundzwanzig paar wenigen",
+    },
+    "WEEKDAY": {
+        "en": "monday tuesday wednesday thursday friday saturday sunday",
+        "fr": "lundi mardi mercredi jeudi vendredi samedi dimanche",
+        "de": "montag dienstag mittwoch donnerstag freitag samstag sonnabend sonntag",
+    },
+    "MONTH": {
+        "en": "january february march april may june july august september october november december",
+        "fr": "janvier fevrier mars avril mai juin juillet aout septembre octobre novembre decembre",
+        "de": "januar februar marz april mai juni juli august september oktober november dezember",
+    },
+    "UNIT": {
+        "en": "minute minutes hour hours day days week weeks month months year years business working",
+        "fr": "minute minutes heure heures jour jours semaine semaines mois an ans annee annees ouvre ouvres "
+        "ouvrable ouvrables",
+        "de": "minute minuten stunde stunden tag tage tagen woche wochen monat monate monaten jahr jahre jahren "
+        "jahres werktag werktage werktagen arbeitstag arbeitstage arbeitstagen",
+    },
+    "DAYWORD": {"en": "today tomorrow tonight", "fr": "aujourd demain", "de": "heute morgen ubermorgen"},
 }
+KINDS: dict[str, dict[str, frozenset[str]]] = {
+    kind: {language: frozenset(text.split()) for language, text in by_language.items()}
+    for kind, by_language in _KIND_WORDS.items()
+}
+"""The kinds of token a rule can name, by language (folded forms): "four" is a number in English, an oven in
+French. A language without a list of its own is read with every language's."""
+_ANY_LANGUAGE = {kind: frozenset().union(*by_language.values()) for kind, by_language in KINDS.items()}
 
 
 _ALSO = {("sommes", "fr"): "etre", ("gone", "en"): "go"}
@@ -160,10 +172,14 @@ def token(word: str, language: str) -> Token:
             pass
     if (folded, language) in _ALSO:
         forms.add(_ALSO[folded, language])
-    kinds = frozenset(kind for kind, members in KINDS.items() if forms & members)
+    kinds = frozenset(kind for kind in KINDS if not _kind_words(kind, language).isdisjoint(forms))
     if folded[:1].isdigit():
         kinds |= {"NUM"}
     return Token(word, frozenset(forms), kinds, word.casefold())
+
+
+def _kind_words(kind: str, language: str) -> frozenset[str]:
+    return KINDS[kind].get(language, _ANY_LANGUAGE[kind])
 
 
 # --- rules ---------------------------------------------------------------------------------------------------------
@@ -311,14 +327,17 @@ class Match:
 
 @dataclass
 class _Language:
-    always: list[Rule] = field(default_factory=list)
-    index: dict[str, list[Rule]] = field(default_factory=dict)
+    always: list[tuple[int, Rule]] = field(default_factory=list)
+    index: dict[str, list[tuple[int, Rule]]] = field(default_factory=dict)
+    """Rules by anchor, each with its place in the policy."""
     exemptions: list[Exemption] = field(default_factory=list)
 
     def candidates(self, present: set[str]) -> list[Rule]:
         """The rules a sentence holding these forms could match: each once, in the policy's order."""
-        chosen = {id(r): r for a in present & self.index.keys() for r in self.index[a]}
-        return [*self.always, *chosen.values()]
+        chosen = dict(self.always)
+        for anchor in present & self.index.keys():
+            chosen.update(self.index[anchor])
+        return [chosen[place] for place in sorted(chosen)]
 
 
 class Rulebook:
@@ -327,13 +346,13 @@ class Rulebook:
 
     def __init__(self, rules: Iterable[Rule], exemptions: Iterable[Exemption] = ()) -> None:
         self.by_language: dict[str, _Language] = {}
-        for rule in rules:
+        for place, rule in enumerate(rules):
             language = self.by_language.setdefault(rule.language, _Language())
             if rule.anchors:
                 for anchor in rule.anchors:
-                    language.index.setdefault(anchor, []).append(rule)
+                    language.index.setdefault(anchor, []).append((place, rule))
             else:
-                language.always.append(rule)
+                language.always.append((place, rule))
         for exemption in exemptions:
             self.by_language.setdefault(exemption.pattern.language, _Language()).exemptions.append(exemption)
 

@@ -129,6 +129,8 @@ def sentences(text: str) -> list[Sentence]:
 
 
 def words(text: str) -> list[str]:
+    """The words of ``text`` as the rules see them: English contractions and French elisions undone ("won't" is
+    "will not", "l'équipe" is "le équipe"), a comma, semicolon, colon, dash or bracket as ``BREAK``."""
     out: list[str] = []
     for raw in _TOKEN.findall(text.replace("’", "'")):
         if raw in ",;:()–—":

@@ -62,6 +62,8 @@ class MessageKind(enum.StrEnum):
     BOUNCE = "bounce"
     BULK = "bulk"
     OWN = "own"
+    SPAM = "spam"
+    """Marked as spam by the mail server's filter (SpamAssassin, Rspamd, Exchange Online Protection)."""
 
 
 @dataclass(frozen=True)

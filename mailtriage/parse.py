@@ -43,6 +43,8 @@ _AUTOMATIC_HEADERS = ("X-Autoreply", "X-Auto-Reply", "X-Autorespond", "X-Autores
                       "X-Mail-Autoreply")  # fmt: skip
 _NO_REPLY = re.compile(r"^(no|do[-_.]?not)[-_.]?reply([-_.+].*)?$", re.IGNORECASE)
 _SUPPRESS_VALUES = {"all", "oof", "autoreply", "dr", "ndr", "rn", "nrn"}
+_SPAM_ACTIONS = {"add header", "rewrite subject", "reject", "soft reject"}
+"""Rspamd's actions for spam (``greylist`` and ``no action`` are not)."""
 
 
 def parse_message(
@@ -316,7 +318,8 @@ def _kind(
     own: frozenset[str],
     defects: list[str],
 ) -> tuple[MessageKind, str]:
-    """Tell customer mail from our own, bounces, auto-replies and bulk mail (RFC 3834 and common practice)."""
+    """Tell customer mail from our own, bounces, spam the server marked, auto-replies and bulk mail (RFC 3834 and
+    common practice)."""
     address = sender.email.lower() if sender else ""
     if address and address in own:
         return MessageKind.OWN, f"sent from our own address {address}"
@@ -324,6 +327,9 @@ def _kind(
         return MessageKind.BOUNCE, "a delivery report (multipart/report)"
     if address.split("@")[0] in _BOUNCE_SENDERS:
         return MessageKind.BOUNCE, f"sent by {address}"
+    spam = marked_spam(headers, defects)
+    if spam is not None:
+        return MessageKind.SPAM, spam
     said = _said_automatic(headers, defects)
     if said is not None:
         return said
@@ -333,6 +339,28 @@ def _kind(
         # A web form sends as no-reply with the customer in Reply-To; without one, there is no one to answer.
         return MessageKind.AUTO_REPLY, f"sent from the no-reply address {address}, without a Reply-To"
     return MessageKind.CUSTOMER, "written by a person"
+
+
+def marked_spam(headers: hdr.Headers, defects: list[str]) -> str | None:
+    """The header by which the mail server's filter marked the message as spam, if any: ``X-Spam-Flag: YES`` and
+    ``X-Spam-Status: Yes`` (SpamAssassin), ``X-Spam: Yes``, ``X-Rspamd-Action`` of a spam action and
+    ``X-Spamd-Result: default: True`` (Rspamd), ``X-MS-Exchange-Organization-SCL`` of 5 or more and
+    ``X-Forefront-Antispam-Report`` with ``SFV:SPM`` (Exchange Online Protection)."""
+    for name in ("X-Spam-Flag", "X-Spam-Status", "X-Spam"):
+        value = hdr.header(headers, name, defects).strip()
+        if value.lower().startswith("yes"):
+            return f"{name}: {value[:3]}"
+    action = hdr.header(headers, "X-Rspamd-Action", defects).strip().lower()
+    if action in _SPAM_ACTIONS:
+        return f"X-Rspamd-Action: {action}"
+    if hdr.header(headers, "X-Spamd-Result", defects).strip().lower().startswith("default: true"):
+        return "X-Spamd-Result: default: True"
+    level = hdr.header(headers, "X-MS-Exchange-Organization-SCL", defects).strip()
+    if level.isdigit() and 5 <= int(level) <= 9:
+        return f"X-MS-Exchange-Organization-SCL: {level}"
+    if "sfv:spm" in hdr.header(headers, "X-Forefront-Antispam-Report", defects).lower().replace(" ", ""):
+        return "X-Forefront-Antispam-Report: SFV:SPM"
+    return None
 
 
 def _said_automatic(headers: hdr.Headers, defects: list[str]) -> tuple[MessageKind, str] | None:

@@ -170,6 +170,20 @@ KINDS = [
     ("Subject: Réponse automatique : absent", MessageKind.AUTO_REPLY),
     ("Subject: Automatic reply not working on my kettle?", MessageKind.AUTO_REPLY),
     ("Subject: Why is there no automatic reply?", MessageKind.CUSTOMER),
+    ("X-Spam-Flag: YES", MessageKind.SPAM),
+    ("X-Spam-Flag: NO", MessageKind.CUSTOMER),
+    ("X-Spam-Status: Yes, score=9.1 required=5.0 tests=BAYES_99", MessageKind.SPAM),
+    ("X-Spam-Status: No, score=0.3 required=5.0", MessageKind.CUSTOMER),
+    ("X-Spam: Yes", MessageKind.SPAM),
+    ("X-Rspamd-Action: add header", MessageKind.SPAM),
+    ("X-Rspamd-Action: no action", MessageKind.CUSTOMER),
+    ("X-Spamd-Result: default: True [16.20 / 15.00]", MessageKind.SPAM),
+    ("X-Spamd-Result: default: False [1.20 / 15.00]", MessageKind.CUSTOMER),
+    ("X-MS-Exchange-Organization-SCL: 6", MessageKind.SPAM),
+    ("X-MS-Exchange-Organization-SCL: 1", MessageKind.CUSTOMER),
+    ("X-MS-Exchange-Organization-SCL: -1", MessageKind.CUSTOMER),
+    ("X-Forefront-Antispam-Report: CIP:192.0.2.1;CTRY:;LANG:en;SCL:5;SRV:;IPV:NLI;SFV:SPM;", MessageKind.SPAM),
+    ("X-Forefront-Antispam-Report: CIP:192.0.2.1;SCL:1;SFV:NSPM;", MessageKind.CUSTOMER),
 ]
 
 

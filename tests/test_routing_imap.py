@@ -154,6 +154,24 @@ def test_an_out_of_office_reply_a_bounce_and_an_unsure_message_get_no_draft(
     ]
 
 
+def test_a_mail_the_server_marked_as_spam_is_recorded_and_gets_no_draft(
+    account: Account, store: Store, seed_model: Path
+) -> None:
+    spam = FRENCH_RETURN.replace(b"Message-ID: <retour-1@", b"X-Spam-Flag: YES\r\nMessage-ID: <spam-1@")
+    account.append_many([spam])
+    cycle(account, store, seed_model, settings_for(account))
+    assert folder_messages(account, "Drafts") == []
+    [record] = store.messages.all()
+    assert (record.kind, record.kind_reason, record.status, record.category) == (
+        "spam",
+        "X-Spam-Flag: YES",
+        "skipped",
+        None,
+    )
+    [(_, flags)] = folder_messages(account, "INBOX")
+    assert b"\\Seen" not in flags
+
+
 def test_a_template_with_an_undefined_variable_leaves_that_message_flagged_in_the_inbox(
     account: Account, store: Store, seed_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -4,8 +4,8 @@ Each sweep, for one mailbox: replies that arrived in the Sent folder since the l
 clocks (In-Reply-To or References naming them); so does a ``\\Answered`` flag set by a mail client; then each
 message still waiting moves on to ``warning`` or ``breached`` when its time has come, recorded once with the
 signals it owes; then owed signals are given: ``\\Flagged`` and a keyword on the server, one digest email, one
-webhook post per transition. A signal that fails stays owed and is tried again at the next sweep; the sweep never
-touches the poll.
+webhook post per transition; once a flagged message is answered, its deadline keyword comes off again. A signal
+that fails stays owed and is tried again at the next sweep; the sweep never touches the poll.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from mailtriage.mailbox import Mailbox, flags_at
 from mailtriage.models import Clock, FolderStatus, RawMessage
 from mailtriage.parse import hash_content, parse_message
 from mailtriage.store import MessageRecord, Signal, Store, SyncState
+from mailtriage.store.deadlines import FLAG_SIGNAL, UNFLAG_SIGNAL
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Signals:
 
     @property
     def channels(self) -> tuple[str, ...]:
-        return ("flags", *(["digest"] if self.digest else []), *(["webhook"] if self.webhook else []))
+        return (FLAG_SIGNAL, *(["digest"] if self.digest else []), *(["webhook"] if self.webhook else []))
 
 
 @dataclass
@@ -207,15 +208,8 @@ def _give_signals(
     owed = store.deadlines.owed(mailbox.name)
     digest: list[Signal] = []
     for signal in owed:
-        if signal.channel == "flags":
-            try:
-                mailbox.add_flags(signal.message.folder, signal.message.uid, FLAGS[signal.state])
-            except MailboxError as exc:
-                _failed(store, signal, str(exc), now, report)
-                if exc.retryable:
-                    raise
-                continue
-            _given(store, signal, now, report)
+        if signal.channel in (FLAG_SIGNAL, UNFLAG_SIGNAL):
+            _flag(mailbox, store, signal, now, report)
         elif signal.channel == "digest" and signals.digest is not None:
             digest.append(signal)
         elif signal.channel == "webhook" and signals.webhook is not None:
@@ -235,6 +229,23 @@ def _give_signals(
             return
         for signal in digest:
             _given(store, signal, now, report)
+
+
+def _flag(mailbox: Mailbox, store: Store, signal: Signal, now: datetime, report: SweepReport) -> None:
+    """Flag a message for its state; or, once it is answered, take that state's keyword off again (never
+    ``\\Flagged``: an agent's own flag cannot be told from ours)."""
+    message = signal.message
+    try:
+        if signal.channel == FLAG_SIGNAL:
+            mailbox.add_flags(message.folder, message.uid, FLAGS[signal.state])
+        else:
+            mailbox.remove_flags(message.folder, message.uid, [FLAGS[signal.state][1]])
+    except MailboxError as exc:
+        _failed(store, signal, str(exc), now, report)
+        if exc.retryable:
+            raise
+        return
+    _given(store, signal, now, report)
 
 
 def _given(store: Store, signal: Signal, now: datetime, report: SweepReport) -> None:

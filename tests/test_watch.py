@@ -8,7 +8,7 @@ import email
 import http.server
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import policy as email_policy
@@ -19,6 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
 from mailtriage.deadlines import Policy, WarningRule
+from mailtriage.errors import MailboxError
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.notify import Webhook
@@ -209,6 +210,28 @@ def test_a_reply_filed_in_sent_stops_the_clock_and_records_the_response_time(
 
 
 @pytest.mark.dovecot
+def test_once_a_reply_lands_in_sent_the_deadline_keywords_come_off_and_an_agents_own_keyword_stays(
+    account: Account, store: Store
+) -> None:
+    account.append_many([question(4)], date=T0)
+    intake(account, store, T0 + timedelta(minutes=1))
+    mailbox = ImapMailbox(account.settings())
+    for hours in (20, 25):  # warning, then breach: both keywords set
+        sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=hours)))
+    assert flags_of(account) == {b"\\Flagged", SOON_KEYWORD.encode(), OVERDUE_KEYWORD.encode()}
+    client = account.client()
+    client.select_folder("INBOX")
+    client.add_flags([1], [b"$Escalated"])  # an agent's own keyword
+    client.logout()
+    account.append_many([reply_to(4)], folder="Sent", date=T0 + timedelta(hours=26))
+    for hours in (26, 27):  # the keywords come off once; a later sweep has nothing more to do
+        sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=hours, minutes=1)))
+    assert flags_of(account) == {b"\\Flagged", b"$Escalated"}  # \\Flagged stays: it may be the agent's
+    signalled = [e.detail for e in store.audit.all() if e.action == "deadline-signalled"]
+    assert sorted(d["state"] for d in signalled if d["channel"] == "unflag") == ["breached", "warning"]
+
+
+@pytest.mark.dovecot
 def test_the_answered_flag_a_mail_client_sets_stops_the_clock(account: Account, store: Store) -> None:
     account.append_many([question(3)], date=T0)
     intake(account, store, T0 + timedelta(minutes=1))
@@ -278,6 +301,39 @@ def test_a_follow_up_in_the_same_thread_before_an_answer_does_not_restart_the_cl
     sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=12, minutes=1)))
     first, second = store.messages.all()
     assert first.deadline_state == "answered" and first.response_time == timedelta(hours=12)
+
+
+class RefusingOnce(MemoryMailbox):
+    """A mailbox whose first change of flags fails, as a server that dropped the connection would."""
+
+    refused = False
+
+    def remove_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        if not self.refused:
+            self.refused = True
+            raise MailboxError(self.name, "connection lost", retryable=False)
+        super().remove_flags(folder, uid, flags)
+
+
+def test_a_keyword_that_could_not_be_taken_off_is_tried_again_at_the_next_sweep(store: Store) -> None:
+    mailbox = RefusingOnce("support")
+    mailbox.append("INBOX", question(9), internal_date=T0)
+    run_cycle(mailbox, store, now=lambda: T0, options=CycleOptions(deadlines=POLICY))
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=20)))
+    mailbox.add_flags("INBOX", 1, ["\\Answered"])
+    first = sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=21)))
+    assert first.failed == 1 and SOON_KEYWORD in mailbox.flags("INBOX", [1])[1]
+    second = sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=22)))
+    assert second.signalled == 1 and mailbox.flags("INBOX", [1])[1] == {"\\Answered", "\\Flagged"}
+
+
+def test_a_message_answered_before_its_warning_was_given_has_nothing_taken_off(store: Store) -> None:
+    mailbox = memory_with(question(10))
+    run_cycle(mailbox, store, now=lambda: T0, options=CycleOptions(deadlines=POLICY))
+    mailbox.add_flags("INBOX", 1, [SOON_KEYWORD])  # set by an agent, not by mailtriage
+    mailbox.add_flags("INBOX", 1, ["\\Answered"])
+    sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=1)))
+    assert SOON_KEYWORD in mailbox.flags("INBOX", [1])[1]
 
 
 def test_a_follow_up_after_the_answer_is_a_new_question_with_its_own_clock(store: Store) -> None:

@@ -67,6 +67,11 @@ class Mailbox(Protocol):
         """Set flags and keywords on a message; those it already has stay."""
         ...
 
+    def remove_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        """Take these flags and keywords off a message (mailtriage's own, once they are no longer true); the
+        others stay, and a message no longer there is no error."""
+        ...
+
     def move(self, folder: str, uid: int, destination: str, *, resume: bool = False) -> bool:
         """Move a message to ``destination``, creating that folder if it is missing. Never deletes anything else.
         False when this mailbox cannot move messages (it is left where it is). ``resume``: a move of it was begun

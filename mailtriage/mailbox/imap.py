@@ -275,6 +275,14 @@ class ImapMailbox:
             if labels and client.has_capability("X-GM-EXT-1"):  # Gmail shows labels, not keywords
                 client.add_gmail_labels([uid], labels, silent=True)
 
+    def remove_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        with self._session(f"removing flags in {folder}") as client:
+            self._writable(client, self._server_name(client, folder))
+            client.remove_flags([uid], list(flags), silent=True)
+            labels = [flag for flag in flags if not flag.startswith("\\")]
+            if labels and client.has_capability("X-GM-EXT-1"):
+                client.remove_gmail_labels([uid], labels, silent=True)
+
     def move(self, folder: str, uid: int, destination: str, *, resume: bool = False) -> bool:
         """Move a message to ``destination`` (created and subscribed if missing): by MOVE, else by COPY and UID
         EXPUNGE of that message alone. False, and nothing done, where the server has neither MOVE nor UIDPLUS.

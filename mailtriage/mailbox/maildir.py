@@ -159,6 +159,16 @@ class MaildirMailbox:
         message.add_flag("".join(letter for letter, flag in _FLAGS.items() if flag in flags))
         box[key] = message
 
+    def remove_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        box, uid_map = self._refresh(folder)
+        key = {u: k for k, u in uid_map.uids.items()}.get(uid)
+        letters = "".join(letter for letter, flag in _FLAGS.items() if flag in flags)
+        if key is None or not letters:  # a Maildir keeps no keywords: mailtriage's own were never set there
+            return
+        message = box.get_message(key)
+        message.remove_flag(letters)
+        box[key] = message
+
     def move(self, folder: str, uid: int, destination: str, *, resume: bool = False) -> bool:
         box, uid_map = self._refresh(folder)
         key = {u: k for k, u in uid_map.uids.items()}[uid]

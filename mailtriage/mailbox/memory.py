@@ -107,6 +107,11 @@ class MemoryMailbox:
         data, old, date = self._folders[folder].messages[uid]
         self._folders[folder].messages[uid] = (data, old | frozenset(flags), date)
 
+    def remove_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+        if uid in self._folders[folder].messages:
+            data, old, date = self._folders[folder].messages[uid]
+            self._folders[folder].messages[uid] = (data, old - frozenset(flags), date)
+
     def move(self, folder: str, uid: int, destination: str, *, resume: bool = False) -> bool:
         data, flags, date = self._folders[folder].messages.pop(uid)
         self.append(destination, data, flags, date)

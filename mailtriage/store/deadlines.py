@@ -14,6 +14,10 @@ from mailtriage.store.database import Database
 from mailtriage.store.records import MessageRecord, Signal, message_from_row, naive
 
 _OPEN = [state.value for state in OPEN]
+FLAG_SIGNAL = "flags"
+"""The signal that flags a message on the server for its state (``\\Flagged`` and a keyword)."""
+UNFLAG_SIGNAL = "unflag"
+"""Owed when a flagged message is answered: its state's keyword comes off again (an agent's flags stay)."""
 
 
 class Deadlines:
@@ -71,7 +75,8 @@ class Deadlines:
 
     def answer(self, record: MessageRecord, at: datetime, how: str, *, now: datetime) -> bool:
         """Stop a message's clock: answered at ``at`` (``how``: a reply in Sent, the \\\\Answered flag). Signals
-        not yet given for it are dropped. False when it was answered already."""
+        not yet given for it are dropped, and for each state whose flags were given an ``unflag`` signal is owed.
+        False when it was answered already."""
         column = self.messages.c
         with self.database.transaction() as db:
             changed = db.execute(
@@ -82,11 +87,20 @@ class Deadlines:
             if not changed:
                 return False
             signals = self.signals.c
+            flagged = db.execute(  # the keywords mailtriage set on it: taken off again, by a signal of their own
+                sa.select(signals.state).where(
+                    signals.message == record.id, signals.channel == FLAG_SIGNAL, signals.done_at.is_not(None)
+                )
+            ).scalars().all()  # fmt: skip
             db.execute(
                 self.signals.update()
                 .where(signals.message == record.id, signals.done_at.is_(None))
                 .values(done_at=naive(now), error="answered before it was given")
             )
+            for state in sorted(set(flagged)):
+                db.execute(self.signals.insert(), {"message": record.id, "mailbox": record.mailbox, "state": state,
+                                                   "channel": UNFLAG_SIGNAL, "created_at": naive(now),
+                                                   "attempts": 0})  # fmt: skip
             response = None if record.received_at is None else (at - record.received_at).total_seconds()
             detail = {"how": how, "at": at.astimezone(UTC).isoformat(), "response_seconds": response,
                       "within_target": None if record.due_at is None else at <= record.due_at}  # fmt: skip

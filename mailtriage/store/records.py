@@ -108,7 +108,8 @@ class MessageRecord:
 
 @dataclass(frozen=True)
 class Signal:
-    """A signal owed for a deadline transition: ``channel`` is flags, digest or webhook."""
+    """A signal owed for a deadline transition: ``channel`` is flags, digest or webhook; or unflag, owed when a
+    flagged message is answered."""
 
     id: int
     message: MessageRecord

@@ -23,6 +23,7 @@ def _matches(rule: Rule, parsed: ParsedEmail, language: str) -> bool:
         "recipient": [a.email for a in parsed.to + parsed.cc],
         "subject": [parsed.subject],
         "body": [parsed.text],
+        "message": [parsed.subject, parsed.text],
         "attachment_type": [a.content_type for a in parsed.attachments],
     }
     for key, values in fields.items():
@@ -46,6 +47,8 @@ def route(
         return RouteDecision(
             classification.category, f"rule:{rule.name}", "the rule leaves it untouched", untouched=True
         )
+    if rule is not None and rule.action == "escalate":
+        return _escalated(rule, classification, categories, fallback)
     if rule is not None and rule.category is not None:
         category, decided_by, reason = rule.category, f"rule:{rule.name}", f"rule {rule.name!r} matched"
     elif classification.is_fallback:
@@ -63,8 +66,31 @@ def route(
         decided_by=decided_by,
         reason=reason,
         folder=settings.folder,
-        keywords=settings.keywords,
+        keywords=(*settings.keywords, *(rule.keywords if rule else ())),
         flag=settings.flag,
         template=settings.template_name if drafts else None,
-        notify=settings.notify,
+        notify=(rule.notify if rule else None) or settings.notify,
+    )
+
+
+ESCALATION_KEYWORD = "$Urgent"
+
+
+def _escalated(
+    rule: Rule, classification: Classification, categories: Mapping[str, Category], fallback: str
+) -> RouteDecision:
+    """A message a person must see at once: routed to its category's folder, flagged with the rule's keywords
+    (``$Urgent`` by default), its team told, no draft: a generic reply to a threat or a hazard would be wrong."""
+    category = rule.category or (fallback if classification.is_fallback else classification.category)
+    settings = categories.get(category, Category(name=category))
+    keywords = rule.keywords or (ESCALATION_KEYWORD,)
+    return RouteDecision(
+        category=category,
+        decided_by=f"rule:{rule.name}",
+        reason=f"escalated: rule {rule.name!r} matched; no draft, a person answers",
+        folder=settings.folder,
+        keywords=(*settings.keywords, *keywords),
+        flag=True,
+        template=None,
+        notify=rule.notify or settings.notify,
     )

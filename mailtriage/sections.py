@@ -223,21 +223,26 @@ class Rule(_Section):
     recipient: str | None = None
     subject: str | None = None
     body: str | None = None
+    message: str | None = None
+    """Matched against the subject and the body: either may hold it."""
     attachment_type: str | None = None
     language: str | None = None
-    action: Literal["category", "no-draft", "untouched"] = "category"
+    action: Literal["category", "no-draft", "untouched", "escalate"] = "category"
     category: str | None = None
+    keywords: tuple[str, ...] = ()
+    """Keywords set besides the category's; ``escalate`` sets ``$Urgent`` when none is given."""
+    notify: str | None = None
+    """A team address told about the message, instead of the category's."""
 
-    _patterns = field_validator("sender", "recipient", "subject", "body", "attachment_type")(_regex)
+    _patterns = field_validator("sender", "recipient", "subject", "body", "message", "attachment_type")(_regex)
 
     @model_validator(mode="after")
     def _complete(self) -> Rule:
         if self.action == "category" and self.category is None:
             raise ValueError("a category for action = 'category'")
-        if not any(
-            getattr(self, key) for key in ("sender", "recipient", "subject", "body", "attachment_type", "language")
-        ):
-            raise ValueError("at least one of sender, recipient, subject, body, attachment_type or language")
+        keys = ("sender", "recipient", "subject", "body", "message", "attachment_type", "language")
+        if not any(getattr(self, key) for key in keys):
+            raise ValueError("at least one of sender, recipient, subject, body, message, attachment_type or language")
         return self
 
 
@@ -365,6 +370,14 @@ class CalendarSettings(_Section):
         if not any(getattr(self, day) for day in WEEKDAYS):
             raise ValueError("working spans on at least one weekday (for round-the-clock, clock = 'wall-clock')")
         return self
+
+
+class EscalationSettings(_Section):
+    """Mail a person must see at once (``escalation.py``): the default rules, the keyword and who is told."""
+
+    default_rules: bool = True
+    keyword: str = Field(default="$Urgent", pattern=r"^[^\s()\\{%*\"\]]+$")
+    notify: str | None = None
 
 
 class DeadlineSettings(_Section):

@@ -30,6 +30,7 @@ from mailtriage.sections import (
     ClassifierSettings,
     DeadlineSettings,
     DraftSettings,
+    EscalationSettings,
     Folders,
     HealthSettings,
     IntakeSettings,
@@ -57,6 +58,7 @@ __all__ = [
     "DEFAULT_CATEGORIES",
     "DeadlineSettings",
     "DraftSettings",
+    "EscalationSettings",
     "Folders",
     "HealthSettings",
     "IntakeSettings",
@@ -92,6 +94,7 @@ class Settings(BaseSettings):
     categories: tuple[Category, ...] = DEFAULT_CATEGORIES
     classifier: ClassifierSettings = ClassifierSettings()
     rules: tuple[Rule, ...] = ()
+    escalation: EscalationSettings = EscalationSettings()
     drafts: DraftSettings = DraftSettings()
     smtp: SmtpSettings = SmtpSettings()
     deadlines: DeadlineSettings = DeadlineSettings()
@@ -122,6 +125,8 @@ class Settings(BaseSettings):
             raise ValueError(f"a classifier.fallback that is not one of the categories ({self.classifier.fallback})")
         if any(c.notify for c in self.categories) and self.smtp.host is None:
             raise ValueError("an [smtp] host, since a category has a notify address")
+        if (self.escalation.notify or any(rule.notify for rule in self.rules)) and self.smtp.host is None:
+            raise ValueError("an [smtp] host, since escalation.notify or a rule's notify is set")
         if self.deadlines.digest_to and self.smtp.host is None:
             raise ValueError("an [smtp] host, since deadlines.digest_to is set")
         ruled = {rule.category for rule in self.rules if rule.category} - set(categories) - {self.classifier.fallback}
@@ -133,6 +138,12 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"classifier.training_folders naming configured categories, not {', '.join(unknown)}")
         return self
+
+    def routing_rules(self) -> tuple[Rule, ...]:
+        """The rules routing tries, in order: the default escalations (``escalation.py``), then the configured."""
+        from mailtriage.escalation import default_rules
+
+        return (*default_rules(self.escalation), *self.rules)
 
     def category_names(self) -> tuple[str, ...]:
         return tuple(category.name for category in self.categories)

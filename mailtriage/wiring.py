@@ -142,6 +142,7 @@ def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], C
     from mailtriage.templates import Templates
 
     categories = {category.name: category for category in settings.categories}
+    rules = settings.routing_rules()
     drafts = settings.drafts
     drafter = Drafter(
         Templates(drafts.templates, drafts.fallback_language), drafts, load_policy(drafts.templates / "policy.toml"),
@@ -150,7 +151,7 @@ def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], C
     return Triage(
         classify=classify,
         route=lambda parsed, classification: route(
-            parsed, classification, categories, settings.rules, settings.classifier.fallback
+            parsed, classification, categories, rules, settings.classifier.fallback
         ),
         draft=drafter,
         notify=Notifier(settings.smtp).send if settings.smtp.host else None,

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from mailtriage.escalation import default_rules
 from mailtriage.models import Classification
 from mailtriage.parse import parse_message
 from mailtriage.route import route
-from mailtriage.settings import Category, Rule
+from mailtriage.settings import Category, EscalationSettings, Rule
 
 CATEGORIES = {
     "return-refund": Category(name="return-refund", folder="Support/Returns", keywords=("$Returns",), flag=True),
@@ -92,3 +93,64 @@ def test_a_rule_with_a_broken_pattern_or_no_pattern_is_refused() -> None:
         Rule(name="bad", subject="(unclosed", category="billing")
     with pytest.raises(ValueError, match="at least one of sender"):
         Rule(name="empty", category="billing")
+
+
+# --- escalation ------------------------------------------------------------------------------------------------
+
+ESCALATED = [
+    ("en", "legal threat", "If this is not sorted by Friday my lawyer will be in touch."),
+    ("en", "mediator or consumer body", "I am taking this to the ombudsman."),
+    ("en", "chargeback", "I will ask my bank for a chargeback."),
+    ("en", "safety hazard", "The charger caught fire on my desk last night."),
+    ("fr", "legal threat", "Sans réponse, je vous adresserai une mise en demeure."),
+    ("fr", "mediator or consumer body", "Je vais saisir le médiateur de la consommation."),
+    ("fr", "chargeback", "Je vais faire opposition sur le paiement auprès de ma banque."),
+    ("fr", "safety hazard", "De la fumée est sortie de la bouilloire et ça sent le brûlé."),
+    ("de", "legal threat", "Andernfalls übergebe ich die Sache meinem Anwalt."),
+    ("de", "mediator or consumer body", "Ich habe mich bereits an die Verbraucherzentrale gewandt."),
+    ("de", "chargeback", "Ich werde eine Rückbuchung bei meiner Bank veranlassen."),
+    ("de", "safety hazard", "Beim Einschalten bekam ich einen Stromschlag."),
+]
+
+
+def mail_saying(text: str, subject: str = "My order") -> bytes:
+    return (
+        f"From: Ann <ann@example.org>\nSubject: {subject}\nContent-Type: text/plain; charset=utf-8\n\n{text}\n".encode()
+    )
+
+
+def escalating(settings: EscalationSettings | None = None) -> tuple[Rule, ...]:
+    return default_rules(settings or EscalationSettings())
+
+
+@pytest.mark.parametrize("language,kind,text", ESCALATED)
+def test_threats_chargebacks_and_hazards_are_escalated_in_each_language(language: str, kind: str, text: str) -> None:
+    decision = decide(sure("return-refund", language), *escalating(), mail=mail_saying(text))
+    assert decision.decided_by == f"rule:{kind} ({language})"
+    assert (decision.template, decision.flag, decision.category) == (None, True, "return-refund")
+    assert decision.keywords == ("$Returns", "$Urgent") and decision.folder == "Support/Returns"
+    assert decision.reason.startswith("escalated")
+
+
+def test_an_escalation_in_the_subject_alone_is_found_too() -> None:
+    mail = mail_saying("See above.", subject="Charger caught fire!")
+    assert decide(sure("billing"), *escalating(), mail=mail).decided_by == "rule:safety hazard (en)"
+
+
+def test_escalations_match_in_the_messages_language_only() -> None:
+    # "Brand" is a fire in German, a make in English; "Gericht" a court and a dish.
+    english = mail_saying("Which brand of descaler do you recommend?")
+    german = mail_saying("Mein Gericht ist im Ofen angebrannt, welches Programm ist richtig?")
+    assert decide(sure("how-to"), *escalating(), mail=english).decided_by == "model"
+    assert decide(sure("how-to", "de"), *escalating(), mail=german).decided_by == "model"
+
+
+def test_escalation_can_be_turned_off_or_written_as_a_rule_of_ones_own() -> None:
+    mail = mail_saying("My lawyer will write to you.")
+    assert decide(sure("billing"), *escalating(EscalationSettings(default_rules=False)), mail=mail).template
+    own = Rule(name="press", message=r"\bjournalist\b", action="escalate", keywords=("$Press",), notify="pr@x.example")
+    decision = decide(sure("billing"), own, mail=mail_saying("I am a journalist writing about your kettles."))
+    assert (decision.keywords, decision.notify, decision.template) == (("$Press",), "pr@x.example", None)
+    notified = EscalationSettings(notify="legal@example.com", keyword="$Escalated")
+    decision = decide(sure("billing"), *escalating(notified), mail=mail)
+    assert (decision.keywords, decision.notify) == (("$Escalated",), "legal@example.com")

@@ -172,6 +172,41 @@ def test_a_mail_the_server_marked_as_spam_is_recorded_and_gets_no_draft(
     assert b"\\Seen" not in flags
 
 
+MEDIATOR = (
+    "From: Claire Martin <claire@example.org>\r\nTo: support@example.com\r\nSubject: Remboursement refusé\r\n"
+    "Message-ID: <mediateur-1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    "Content-Transfer-Encoding: 8bit\r\n\r\nBonjour,\r\nCela fait trois semaines que j'attends le remboursement de "
+    "ma commande A-20931. Sans réponse de votre part sous huit jours, je saisirai le médiateur de la consommation.\r\n"
+    "Claire Martin\r\n"
+).encode()
+FIRE = (
+    b"From: Tom Baker <tom@example.org>\r\nTo: support@example.com\r\nSubject: Charger problem\r\n"
+    b"Message-ID: <fire-1@example.org>\r\n\r\nHello,\r\nThe charger of my vacuum cleaner caught fire last night "
+    b"while charging in the hallway. Luckily I was at home. What should I do now?\r\nTom\r\n"
+)
+
+
+def test_a_mediator_threat_and_a_charger_that_caught_fire_get_no_draft_and_are_flagged_urgent(
+    account: Account, store: Store, seed_model: Path
+) -> None:
+    account.append_many([MEDIATOR, FIRE])
+    cycle(account, store, seed_model, settings_for(account))
+    assert folder_messages(account, "Drafts") == []
+    client = account.client()
+    folders = [name for marks, _, name in client.list_folders()
+               if name not in ("Drafts", "Sent") and b"\\Noselect" not in marks]  # fmt: skip
+    client.logout()
+    flagged = [message for folder in folders for message in folder_messages(account, folder)]
+    assert len(flagged) == 2
+    for _, flags in flagged:
+        assert b"\\Flagged" in flags and b"$Urgent" in flags and b"\\Seen" not in flags
+    decided = {r.message_id: r.decided_by for r in store.messages.all()}
+    assert decided == {"<mediateur-1@example.org>": "rule:mediator or consumer body (fr)",
+                       "<fire-1@example.org>": "rule:safety hazard (en)"}  # fmt: skip
+    recorded = [e.detail for e in store.audit.all() if e.action == "recorded"]
+    assert all("escalated" in str(detail) for detail in recorded)
+
+
 def test_a_template_with_an_undefined_variable_leaves_that_message_flagged_in_the_inbox(
     account: Account, store: Store, seed_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -144,6 +144,8 @@ def _done(store: Store, record: MessageRecord) -> Done:
     parts = []
     if store.audit.has(record.id, "draft-appended"):
         parts.append("draft written")
+    if store.audit.has(record.id, "flags-added"):
+        parts.append("flagged")
     if store.audit.has(record.id, "moved"):
         parts.append(f"moved to {record.folder}")
     return Done(record, decided, ", ".join(parts) or "left as it is")

@@ -39,12 +39,12 @@ _PATTERNS: dict[str, dict[str, str]] = {
     },
     "safety hazard": {
         "en": r"\b(caught fire|on fire|burst into flames|flames?|smoke (came|coming|poured|pouring)|started smoking|"
-        r"smell(ed|s)? of burning|electric(al)? shock|shocked (me|him|her)|electrocut\w*|sparks? (came|flew|flying)|"
-        r"explod\w*|explosion|injur(y|ies|ed)|hospital|burn(ed|t)? (my|his|her|their))\b",
+        r"smell(ed|s)? of burning|electric(al)? shock|shocked (me|him|her)|electrocut\w*|sparking|sparked|"
+        r"sparks? (came|flew|flying)|explod\w*|explosion|injur(y|ies|ed)|hospital|burn(ed|t)? (my|his|her|their))\b",
         "fr": r"\b(pris feu|en feu|flammes?|fumée|étincelles?|décharge électrique|électrocut\w*|brûlures?|"
         r"(odeur de|sent le) brûlé|blessée?s?|blessures?|hôpital|urgences|explos\w*)\b",
-        "de": r"\b(brand|in flammen|flammen?|feuer gefangen|rauch|qualm\w*|funken|stromschlag|elektrischen schlag|"
-        r"verbrannt|verbrennung\w*|verletz\w*|krankenhaus|notaufnahme|explodiert|explosion)\b",
+        "de": r"\b(brand|in flammen|flammen?|feuer gefangen|rauch|qualm\w*|funken\w*|funkt|stromschlag|"
+        r"elektrischen schlag|verbrannt|verbrennung\w*|verletz\w*|krankenhaus|notaufnahme|explodiert|explosion)\b",
     },
 }
 

@@ -137,7 +137,7 @@ SAMPLE = {
     "greeting_name": "Renée Lefèvre",
     "subject": "Commande A-10234",
     "references": ["A-10234"],
-    "signature": "Kind regards,\nThe support team",
+    "signature": "",
     "due": "2026-11-24 14:00",
 }
 
@@ -147,12 +147,15 @@ def template_report(folder: Path, name: str, policy: Policy, approvals: dict[str
     import jinja2
     from jinja2 import meta
 
+    from mailtriage.sections import DraftSettings
+
     sources = read_sources(folder, name)
     source = sources.files[sources.main]
     variables = sorted(
         {v for text in sources.files.values() for v in meta.find_undeclared_variables(jinja2.Environment().parse(text))}
     )
-    sample = render_sources(sources, SAMPLE)
+    language = name.partition("/")[2]
+    sample = render_sources(sources, {**SAMPLE, "signature": DraftSettings().signature_for(language)})
     findings = source_findings(folder, name, policy, sources)
     problem = approval_problem(folder, name, approvals, sources)
     state = "; ".join([*(str(f) for f in findings), *([problem] if problem else [])]) or (

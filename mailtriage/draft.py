@@ -190,7 +190,7 @@ class Drafter:
         self.templates = templates
         self.policy = policy
         self.from_address = wording.from_address
-        self.signature = wording.signature
+        self.wording = wording
         self.reference_patterns = wording.reference_patterns
         self.foreign_reply_to = wording.foreign_reply_to
         self.target = target
@@ -213,7 +213,7 @@ class Drafter:
             "greeting_name": greeting_name(parsed.sender),
             "subject": parsed.subject,
             "references": references(parsed, self.reference_patterns),
-            "signature": self.signature,
+            "signature": self.wording.signature_for(used),
             "due": due_text(due or (parsed.internal_date or now) + self.target, self.zone),
         }
         body = render_sources(sources, context)

@@ -272,7 +272,10 @@ class DraftSettings(_Section):
     """How reply drafts are written."""
 
     from_address: str = "support@example.com"
-    signature: str = "Kind regards,\nThe support team"
+    signatures: dict[str, str] = Field(default_factory=dict)
+    """The team's signature per language (``{{ signature }}``): these win over ``signature`` and the defaults."""
+    signature: str | None = None
+    """One signature for every language without one in ``signatures`` (older configs); default: the defaults."""
     templates: Path = SHIPPED_TEMPLATES
     fallback_language: str = "en"
     reference_patterns: tuple[str, ...] = (r"\b[A-Z]{1,3}-\d{3,}(?:-\d+)*\b", r"#\d{4,}\b")
@@ -285,6 +288,23 @@ class DraftSettings(_Section):
         for pattern in value:
             _regex(pattern)
         return value
+
+    def signature_for(self, language: str) -> str:
+        """The signature of a draft in ``language``: its own in ``signatures``, else ``signature``, else the
+        default of that language (English for a language without one)."""
+        if language in self.signatures:
+            return self.signatures[language]
+        if self.signature is not None:
+            return self.signature
+        return DEFAULT_SIGNATURES.get(language, DEFAULT_SIGNATURES["en"])
+
+
+DEFAULT_SIGNATURES = {
+    "en": "Kind regards,\nThe customer service team",
+    "fr": "Bien cordialement,\nL'équipe du service client",
+    "de": "Mit freundlichen Grüßen\nIhr Kundenservice",
+}
+"""The signature of a draft in each language when the config sets none."""
 
 
 DEFAULT_CATEGORIES = (

@@ -200,3 +200,11 @@ def test_a_reply_to_outside_the_senders_domain_is_noted_and_used_as_configured(
     to, note = recipients(parsed, choice)
     assert [a.email for a in to] == [expected]
     assert (note is not None) == noted
+
+
+def test_a_drafts_signature_is_its_languages_own_then_the_one_for_all_then_the_default() -> None:
+    assert DraftSettings().signature_for("fr") == "Bien cordialement,\nL'équipe du service client"
+    assert DraftSettings().signature_for("de").startswith("Mit freundlichen Grüßen")
+    assert DraftSettings().signature_for("it") == DraftSettings().signature_for("en")
+    one = DraftSettings(signature="Support ACME", signatures={"de": "Ihr ACME-Team"})
+    assert (one.signature_for("de"), one.signature_for("fr")) == ("Ihr ACME-Team", "Support ACME")

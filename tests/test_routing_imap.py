@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import json
 import logging
+import re
 import shutil
 from datetime import timedelta
 from email import policy
@@ -302,6 +303,35 @@ def test_return_requests_get_a_draft_in_their_language_greeting_the_customer_by_
     else:
         assert greeting in ("Hello,", "Dear customer,") or greeting.endswith(",") and "@" not in greeting
     assert subject.split()[-1] in text  # the order number found in the mail
+
+
+ENGLISH_WORDS = {"the", "and", "kind", "regards", "dear", "hello", "thank", "thanks", "you", "your", "please",
+                 "order", "return", "we", "our", "best", "customer", "with", "for"}  # fmt: skip
+
+
+@pytest.mark.parametrize("language,sender,subject,body,signature", [
+    ("fr", "=?utf-8?q?Ren=C3=A9e_Lef=C3=A8vre?= <renee@example.org>", "Retour de ma cafetière, commande A-10487",
+     "Bonjour, je souhaite retourner la cafetière reçue la semaine dernière (commande A-10487) et être remboursée. "
+     "Comment dois-je procéder ?", "Bien cordialement,\nL'équipe du service client"),
+    ("de", "=?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <jm@example.com>", "Rücksendung Bestellung A-30001",
+     "Guten Tag, ich möchte den Wasserkocher aus Bestellung A-30001 zurückschicken und mein Geld zurück. "
+     "Wie funktioniert die Rücksendung?", "Mit freundlichen Grüßen\nIhr Kundenservice"),
+], ids=["french", "german"])  # fmt: skip
+def test_a_french_or_german_draft_has_no_english_word_outside_the_quoted_original(
+    account: Account, store: Store, seed_model: Path, language: str, sender: str, subject: str, body: str,
+    signature: str,
+) -> None:  # fmt: skip
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, "support@example.com", subject
+    message["Message-ID"] = "<lang-1@example.com>"
+    message.set_content(body)
+    account.append_many([message.as_bytes()])
+    cycle(account, store, seed_model, settings_for(account))
+    [(draft, _)] = folder_messages(account, "Drafts")
+    ours = draft.get_content().replace("\r\n", "\n").split("\n>")[0].rsplit("\n", 1)[0]  # without the quote
+    assert draft["Content-Language"] == language and signature in ours
+    words = {word.lower() for word in re.findall(r"[A-Za-zÀ-ÿ]+", ours)}
+    assert words & ENGLISH_WORDS == set(), ours
 
 
 def test_a_categorys_team_is_notified_once_through_smtp(account: Account, store: Store, seed_model: Path) -> None:

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 # --- approvals -------------------------------------------------------------------------------------------------
 
 MANIFEST = "approvals.json"
-NEUTRAL = {"greeting_name": "", "subject": "", "references": [], "signature": "", "due": ""}
+NEUTRAL = {"greeting_name": "", "subject": "", "references": [], "signature": "", "due": "", "models": [],
+           "photos": False, "documents": False}  # fmt: skip
 """Placeholders for the customer's values and the team's: what remains is the template's own text."""
 
 
@@ -137,6 +138,9 @@ SAMPLE = {
     "greeting_name": "Renée Lefèvre",
     "subject": "Commande A-10234",
     "references": ["A-10234"],
+    "models": [],
+    "photos": False,
+    "documents": False,
     "signature": "",
     "due": "2026-11-24 14:00",
 }

@@ -66,14 +66,38 @@ def _in_a_name(ch: str) -> bool:
     return ch.isalpha() or ch in " .-'’" or unicodedata.category(ch).startswith("M")
 
 
-def references(parsed: ParsedEmail, patterns: Sequence[str]) -> list[str]:
-    """Order, invoice or ticket numbers in the subject and the customer's text, in order of appearance, once each."""
+def references(parsed: ParsedEmail, patterns: Sequence[str], models: Sequence[str] = ()) -> list[str]:
+    """Order, invoice or ticket numbers in the subject and the customer's text, in order of appearance, once each;
+    what is a product's model (``models``) is not one."""
+    return [found for found in _found(parsed, patterns) if found not in models]
+
+
+def models(parsed: ParsedEmail, patterns: Sequence[str]) -> list[str]:
+    """Product model numbers the customer gave (NC-700, KT-170), in order of appearance, once each."""
+    return _found(parsed, patterns)
+
+
+def _found(parsed: ParsedEmail, patterns: Sequence[str]) -> list[str]:
     found: dict[str, None] = {}
     for text in (parsed.subject, parsed.new_text or parsed.text):
         for pattern in patterns:
             for match in re.finditer(pattern, text):
                 found.setdefault(match.group(0).lstrip("#"), None)
     return list(found)
+
+
+def has_photos(parsed: ParsedEmail) -> bool:
+    """Whether the customer attached a picture (a photo of the product, of the damage)."""
+    return any(a.content_type.lower().startswith("image/") for a in parsed.attachments)
+
+
+def has_documents(parsed: ParsedEmail) -> bool:
+    """Whether the customer attached a document (a receipt, an invoice: PDF, a scan, an office file)."""
+    return any(a.content_type.lower().startswith(_DOCUMENTS) for a in parsed.attachments)
+
+
+_DOCUMENTS = ("application/pdf", "image/", "application/msword", "application/vnd.openxmlformats",
+              "application/vnd.oasis.opendocument")  # fmt: skip
 
 
 def due_text(due: datetime, zone: str) -> str:
@@ -209,15 +233,20 @@ class Drafter:
         problem = approval_problem(self.templates.folder, name, approvals, sources)
         if problem is not None:
             raise TemplateError(name, problem)
+        given = models(parsed, self.wording.model_patterns)
+        found = references(parsed, self.reference_patterns, given)
         context = {
             "greeting_name": greeting_name(parsed.sender),
             "subject": parsed.subject,
-            "references": references(parsed, self.reference_patterns),
+            "references": found,
+            "models": given,
+            "photos": has_photos(parsed),
+            "documents": has_documents(parsed),
             "signature": self.wording.signature_for(used),
             "due": due_text(due or (parsed.internal_date or now) + self.target, self.zone),
         }
         body = render_sources(sources, context)
-        customer = [context["greeting_name"], parsed.subject, *context["references"]]
+        customer = [str(context["greeting_name"]), parsed.subject, *found, *given]
         findings = self.policy.lint(body, used, template=name, customer=[str(c) for c in customer])
         if findings:
             raise TemplateError(name, "the draft fails the lint: " + "; ".join(str(f) for f in findings))

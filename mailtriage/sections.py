@@ -279,10 +279,13 @@ class DraftSettings(_Section):
     templates: Path = SHIPPED_TEMPLATES
     fallback_language: str = "en"
     reference_patterns: tuple[str, ...] = (r"\b[A-Z]{1,3}-\d{3,}(?:-\d+)*\b", r"#\d{4,}\b")
+    model_patterns: tuple[str, ...] = (r"\b[A-Z]{2,4}-?\d{2,4}[A-Z]{0,2}\b(?!-\d)",)
+    """Product model numbers (NC-700, KT-170) the customer gave, offered to templates as ``models`` (and then not
+    among ``references``)."""
     foreign_reply_to: Literal["use", "sender"] = "use"
     """A Reply-To outside the sender's domain: address the draft to it, or to the sender; noted either way."""
 
-    @field_validator("reference_patterns")
+    @field_validator("reference_patterns", "model_patterns")
     @classmethod
     def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in value:

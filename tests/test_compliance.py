@@ -97,15 +97,35 @@ def test_a_broken_policy_entry_is_one_clear_error(tmp_path: Path) -> None:
         load_policy(policy)
 
 
+FACTS = [  # what the customer gave: the templates ask only for what is missing
+    {"models": [], "photos": False, "documents": False, "references": []},
+    {"models": ["NC-700"], "photos": True, "documents": True, "references": ["A-10234"]},
+    {"models": ["NC-700", "KT-170"], "photos": False, "documents": True, "references": []},
+]
+
+
 @pytest.mark.parametrize("language", ["en", "fr", "de"])
-def test_every_shipped_template_passes_the_lint_in_every_language(language: str) -> None:
+@pytest.mark.parametrize("facts", FACTS, ids=["nothing-given", "all-given", "models-only"])
+def test_every_shipped_template_passes_the_lint_in_every_language(language: str, facts: dict[str, object]) -> None:
     templates = Templates(Path(__file__).parent.parent / "templates", "en")
-    customer = {"greeting_name": "Renée Lefèvre", "subject": "Garantie ? Warranty!", "references": ["A-10234"]}
+    customer = {"greeting_name": "Renée Lefèvre", "subject": "Garantie ? Warranty!", **facts}
     for category in DEFAULT_CATEGORIES:
-        text, _ = templates.render(category.name, language, {**customer, "signature": "Support", "due": "Tue"})
-        words = [customer["greeting_name"], customer["subject"], *customer["references"]]
+        signature = DraftSettings().signature_for(language)
+        text, _ = templates.render(category.name, language, {**customer, "signature": signature, "due": "Tue"})
+        words = [str(customer["greeting_name"]), str(customer["subject"]), *facts["references"], *facts["models"]]  # type: ignore[misc]
         findings = POLICY.lint(text, language, template=f"{category.name}/{language}", customer=words)
         assert findings == [], (category.name, [str(f) for f in findings])
+
+
+def test_a_template_asks_only_for_what_the_customer_did_not_give() -> None:
+    templates = Templates(Path(__file__).parent.parent / "templates", "en")
+    base = {"greeting_name": "", "subject": "", "signature": "", "due": ""}
+    nothing, given = ({**base, **facts} for facts in FACTS[:2])
+    for language, photo, model in [("en", "photos", "model"), ("fr", "photos", "modèle"), ("de", "Fotos", "Modell")]:
+        asked, _ = templates.render("defect-complaint", language, nothing)
+        spared, _ = templates.render("defect-complaint", language, given)
+        assert photo in asked and model in asked
+        assert photo not in spared and model not in spared and "NC-700" in spared
 
 
 def copy_templates(tmp_path: Path) -> Path:
@@ -150,7 +170,7 @@ def test_config_check_warns_about_templates_in_use_that_would_draft_nothing(tmp_
     assert result.exit_code == 0
     assert result.stderr == (
         "mailtriage: warning: category repair: template repair/de changed since mailtriage maintainers approved it "
-        "on 2026-11-23; its mail gets no draft\n"
+        "on 2026-12-02: repair/de.txt.j2 changed; its mail gets no draft\n"
     )
 
 

@@ -139,10 +139,14 @@ def test_a_template_cannot_reach_python_internals_or_read_files(tmp_path: Path, 
 # --- the shipped templates -------------------------------------------------------------------------------------------
 
 SHIPPED = Path(__file__).parent.parent / "templates"
+NOTHING_GIVEN = {"models": [], "photos": False, "documents": False}
 CONTEXTS = [
-    {"greeting_name": "Renée Lefèvre", "subject": "x", "references": ["A-10234"], "signature": "S", "due": "Tue"},
-    {"greeting_name": "", "subject": "", "references": [], "signature": "S", "due": "Tue"},
-]
+    {"greeting_name": "Renée Lefèvre", "subject": "x", "references": ["A-10234"], "signature": "S", "due": "Tue",
+     **NOTHING_GIVEN},
+    {"greeting_name": "", "subject": "", "references": [], "signature": "S", "due": "Tue", **NOTHING_GIVEN},
+    {"greeting_name": "", "subject": "", "references": [], "signature": "S", "due": "Tue", "models": ["NC-700"],
+     "photos": True, "documents": True},
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("category", [c.name for c in DEFAULT_CATEGORIES])
@@ -156,7 +160,7 @@ def test_every_default_category_has_a_short_template_in_each_language_that_rende
         assert used == language
         assert text.endswith("S\n") and "{" not in text and "  " not in text
         assert len(text.split()) <= 90
-    named, anonymous = (templates.render(category, language, c)[0] for c in CONTEXTS)
+    named, anonymous = (templates.render(category, language, c)[0] for c in CONTEXTS[:2])
     assert "Renée Lefèvre" in named and "A-10234" in named and "Renée" not in anonymous
 
 

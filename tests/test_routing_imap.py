@@ -334,6 +334,29 @@ def test_a_french_or_german_draft_has_no_english_word_outside_the_quoted_origina
     assert words & ENGLISH_WORDS == set(), ours
 
 
+def test_a_mail_giving_its_order_number_model_and_a_photo_gets_a_draft_asking_for_none_of_them(
+    account: Account, store: Store, seed_model: Path
+) -> None:
+    message = EmailMessage()
+    message["From"], message["To"] = "Karin Vogel <karin@example.com>", "support@example.com"
+    message["Subject"], message["Message-ID"] = "Defekter Wasserkocher, Bestellung A-30417", "<facts-1@example.com>"
+    text = "Guten Tag, mein Wasserkocher NC-700 aus Bestellung A-30417 ist seit gestern defekt: er schaltet sich "
+    message.set_content(text + "nicht mehr ein und die Kontrollleuchte blinkt. Ein Foto hänge ich an.")
+    message.add_attachment(b"\xff\xd8\xff\xe0 a photo", maintype="image", subtype="jpeg", filename="kocher.jpg")
+    account.append_many([message.as_bytes()])
+    settings = settings_for(account)
+    predictor = classify.Predictor(classify.load(seed_model, settings.category_names()), 0.0, "needs-triage")
+    triage = triage_from_settings(settings, predictor)
+    run_cycle(ImapMailbox(account.settings()), store, now=now, stages=triage)
+    [(draft, _)] = folder_messages(account, "Drafts")
+    ours = draft.get_content().replace("\r\n", "\n").split("\n>")[0]
+    [record] = store.messages.all()
+    assert record.category in ("defect-complaint", "repair", "spare-parts", "return-refund"), record.category
+    assert "NC-700" in ours and "A-30417" in ours
+    for asked in ("Foto", "Modell", "Bestellnummer"):
+        assert asked not in ours, ours
+
+
 def test_a_categorys_team_is_notified_once_through_smtp(account: Account, store: Store, seed_model: Path) -> None:
     received: list[bytes] = []
 

@@ -91,14 +91,14 @@ def template_warnings(settings: Settings) -> list[str]:
     for category in settings.categories:
         if not category.draft or category.name == settings.classifier.fallback:
             continue
-        paths = sorted(folder.glob(f"{category.template_name}/*.txt.j2"))
-        if not paths:
-            warnings.append(f"category {category.name}: no template in {folder / category.template_name}")
-        for path in paths:
-            name = f"{category.template_name}/{path.name.removesuffix('.txt.j2')}"
-            problem = approval_problem(folder, name, approvals)
-            if problem:
-                warnings.append(f"category {category.name}: {problem}; its mail gets no draft")
+        for template in (category.template_name, *(v.template for v in category.variants)):
+            paths = sorted(folder.glob(f"{template}/*.txt.j2"))
+            if not paths:
+                warnings.append(f"category {category.name}: no template in {folder / template}")
+            for path in paths:
+                problem = approval_problem(folder, f"{template}/{path.name.removesuffix('.txt.j2')}", approvals)
+                if problem:
+                    warnings.append(f"category {category.name}: {problem}; its mail gets no draft")
     return warnings
 
 

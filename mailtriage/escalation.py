@@ -11,7 +11,7 @@ Each pattern is matched, case-blind, against the subject and the body, in the la
 
 from __future__ import annotations
 
-from mailtriage.sections import EscalationSettings, Rule
+from mailtriage.routing_settings import EscalationSettings, Rule
 
 _PATTERNS: dict[str, dict[str, str]] = {
     "legal threat": {

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from mailtriage.models import Classification, ParsedEmail, RouteDecision
+from mailtriage.routing_settings import Patterns
 from mailtriage.settings import Category, Rule
 
 
@@ -17,7 +18,16 @@ def matching_rule(parsed: ParsedEmail, language: str, rules: Sequence[Rule]) -> 
     return None
 
 
-def _matches(rule: Rule, parsed: ParsedEmail, language: str) -> bool:
+def variant(parsed: ParsedEmail, language: str, category: Category) -> tuple[str, str | None]:
+    """The template a category's message is drafted from: its first matching variant's, else the category's;
+    and the variant's name, if one matched."""
+    for candidate in category.variants:
+        if _matches(candidate, parsed, language):
+            return candidate.template, candidate.name
+    return category.template_name, None
+
+
+def _matches(rule: Patterns, parsed: ParsedEmail, language: str) -> bool:
     fields = {
         "sender": [parsed.sender.email] if parsed.sender else [],
         "recipient": [a.email for a in parsed.to + parsed.cc],
@@ -49,18 +59,14 @@ def route(
         )
     if rule is not None and rule.action == "escalate":
         return _escalated(rule, classification, categories, fallback)
-    if rule is not None and rule.category is not None:
-        category, decided_by, reason = rule.category, f"rule:{rule.name}", f"rule {rule.name!r} matched"
-    elif classification.is_fallback:
-        category, decided_by = fallback, "fallback"
-        reason = f"model unsure: {classification.predicted} at {classification.confidence:.2f}"
-    else:
-        category, decided_by = classification.category, "model"
-        reason = f"model: {classification.confidence:.2f} ({classification.model_version})"
+    category, decided_by, reason = _decided(rule, classification, fallback)
     settings = categories.get(category, Category(name=category))
     drafts = settings.draft and category != fallback and not (rule is not None and rule.action == "no-draft")
     if rule is not None and rule.action == "no-draft":
         reason += f"; rule {rule.name!r}: no draft"
+    template, variant_name = variant(parsed, classification.language, settings)
+    if drafts and variant_name is not None:
+        reason += f"; variant {variant_name!r}"
     return RouteDecision(
         category=category,
         decided_by=decided_by,
@@ -68,9 +74,18 @@ def route(
         folder=settings.folder,
         keywords=(*settings.keywords, *(rule.keywords if rule else ())),
         flag=settings.flag,
-        template=settings.template_name if drafts else None,
+        template=template if drafts else None,
         notify=(rule.notify if rule else None) or settings.notify,
     )
+
+
+def _decided(rule: Rule | None, classification: Classification, fallback: str) -> tuple[str, str, str]:
+    """The category, who decided it and why: a rule naming one, else the model, or the fallback when unsure."""
+    if rule is not None and rule.category is not None:
+        return rule.category, f"rule:{rule.name}", f"rule {rule.name!r} matched"
+    if classification.is_fallback:
+        return fallback, "fallback", f"model unsure: {classification.predicted} at {classification.confidence:.2f}"
+    return classification.category, "model", f"model: {classification.confidence:.2f} ({classification.model_version})"
 
 
 ESCALATION_KEYWORD = "$Urgent"

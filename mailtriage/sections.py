@@ -13,17 +13,12 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from mailtriage.errors import SecretError
-
-EMAIL = r"^[^@\s]+@[^@\s]+$"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from mailtriage.routing_settings import EMAIL, Section, regex
 
 
 class Security(enum.StrEnum):
@@ -37,7 +32,7 @@ class Auth(enum.StrEnum):
     XOAUTH2 = "xoauth2"
 
 
-class Secret(_Section):
+class Secret(Section):
     """Where a mailbox's password or token comes from: exactly one of ``env``, ``file`` or ``command``."""
 
     env: str | None = None
@@ -101,7 +96,7 @@ class Secret(_Section):
         return done.stdout.strip()
 
 
-class Folders(_Section):
+class Folders(Section):
     """Folder names; drafts and sent are found by SPECIAL-USE (RFC 6154) when not set."""
 
     inbox: str = "INBOX"
@@ -109,7 +104,7 @@ class Folders(_Section):
     sent: str | None = None
 
 
-class MailboxSettings(_Section):
+class MailboxSettings(Section):
     """One mailbox to triage: an IMAP account or a local Maildir."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.@-]+$")
@@ -143,7 +138,7 @@ class MailboxSettings(_Section):
         return 993 if self.security is Security.TLS else 143
 
 
-class ScheduleSettings(_Section):
+class ScheduleSettings(Section):
     poll_interval: float = Field(default=60.0, gt=0, description="seconds between polls")
     idle: bool = True
     idle_timeout: float = Field(default=1500.0, gt=0, le=1740, description="seconds before IDLE is re-issued")
@@ -153,7 +148,7 @@ class ScheduleSettings(_Section):
     corrections_window_days: float = Field(default=14.0, gt=0)
 
 
-class IntakeSettings(_Section):
+class IntakeSettings(Section):
     batch_size: int = Field(default=100, ge=1, le=5000)
     max_per_cycle: int = Field(default=2000, ge=1)
     backfill_days: float | None = Field(default=None, gt=0)
@@ -165,7 +160,7 @@ class IntakeSettings(_Section):
         return tuple(address.strip().lower() for address in value)
 
 
-class StoreSettings(_Section):
+class StoreSettings(Section):
     url: str = "sqlite:///mailtriage.db"
     busy_timeout: float = Field(default=30.0, gt=0)
 
@@ -179,74 +174,7 @@ class StoreSettings(_Section):
         return value
 
 
-class Category(_Section):
-    """A category mail is sorted into, and what happens to its mail."""
-
-    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
-    description: str = ""
-    folder: str | None = None
-    keywords: tuple[str, ...] = ()
-    flag: bool = False
-    template: str | None = None
-    draft: bool = True
-    notify: str | None = Field(default=None, pattern=EMAIL)
-    target_hours: float | None = Field(default=None, ge=0)
-    """The first-response target of this category's mail; None: ``deadlines.target_hours``; 0: no deadline."""
-
-    @field_validator("keywords")
-    @classmethod
-    def _atoms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [k for k in value if not re.fullmatch(r"[^\s()\[\]{%*\"\\]+", k) or k.startswith("\\")]
-        if bad:
-            raise ValueError(f"IMAP keywords without spaces, brackets, quotes or a leading backslash (not {bad})")
-        return value
-
-    @property
-    def template_name(self) -> str:
-        return self.template or self.name
-
-
-def _regex(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"a regular expression ({exc})") from None
-    return value
-
-
-class Rule(_Section):
-    """An override rule: when every pattern given matches, its action wins over the classifier."""
-
-    name: str = Field(min_length=1)
-    sender: str | None = None
-    recipient: str | None = None
-    subject: str | None = None
-    body: str | None = None
-    message: str | None = None
-    """Matched against the subject and the body: either may hold it."""
-    attachment_type: str | None = None
-    language: str | None = None
-    action: Literal["category", "no-draft", "untouched", "escalate"] = "category"
-    category: str | None = None
-    keywords: tuple[str, ...] = ()
-    """Keywords set besides the category's; ``escalate`` sets ``$Urgent`` when none is given."""
-    notify: str | None = None
-    """A team address told about the message, instead of the category's."""
-
-    _patterns = field_validator("sender", "recipient", "subject", "body", "message", "attachment_type")(_regex)
-
-    @model_validator(mode="after")
-    def _complete(self) -> Rule:
-        if self.action == "category" and self.category is None:
-            raise ValueError("a category for action = 'category'")
-        keys = ("sender", "recipient", "subject", "body", "message", "attachment_type", "language")
-        if not any(getattr(self, key) for key in keys):
-            raise ValueError("at least one of sender, recipient, subject, body, message, attachment_type or language")
-        return self
-
-
-class SmtpSettings(_Section):
+class SmtpSettings(Section):
     """The mail server that carries notifications to teams (never replies to customers: those are drafts)."""
 
     host: str | None = None
@@ -268,7 +196,7 @@ SHIPPED_TEMPLATES = Path(__file__).resolve().parent / "shipped_templates"
 """The default templates, policy and approvals, at the top of the source tree."""
 
 
-class DraftSettings(_Section):
+class DraftSettings(Section):
     """How reply drafts are written."""
 
     from_address: str = "support@example.com"
@@ -289,7 +217,7 @@ class DraftSettings(_Section):
     @classmethod
     def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in value:
-            _regex(pattern)
+            regex(pattern)
         return value
 
     def signature_for(self, language: str) -> str:
@@ -310,19 +238,7 @@ DEFAULT_SIGNATURES = {
 """The signature of a draft in each language when the config sets none."""
 
 
-DEFAULT_CATEGORIES = (
-    Category(name="defect-complaint", description="Complaint about a defective or damaged product"),
-    Category(name="return-refund", description="Return, exchange, cancellation or refund"),
-    Category(name="repair", description="Repair and maintenance, in or out of warranty"),
-    Category(name="how-to", description="How to set up, use or care for a product"),
-    Category(name="spare-parts", description="Spare parts and accessories"),
-    Category(name="order-delivery", description="Order and delivery status"),
-    Category(name="billing", description="Billing, invoices and payments"),
-    Category(name="feedback", description="Praise, suggestions and other feedback"),
-)
-
-
-class ClassifierSettings(_Section):
+class ClassifierSettings(Section):
     """The model that sorts customer mail into categories, and how sure it must be."""
 
     model: Path | None = None
@@ -364,7 +280,7 @@ def _spans(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
-class CalendarSettings(_Section):
+class CalendarSettings(Section):
     """Business hours: the working spans of each weekday in a time zone, and the holidays (no working time)."""
 
     timezone: str = "UTC"
@@ -395,15 +311,7 @@ class CalendarSettings(_Section):
         return self
 
 
-class EscalationSettings(_Section):
-    """Mail a person must see at once (``escalation.py``): the default rules, the keyword and who is told."""
-
-    default_rules: bool = True
-    keyword: str = Field(default="$Urgent", pattern=r"^[^\s()\\{%*\"\]]+$")
-    notify: str | None = None
-
-
-class DeadlineSettings(_Section):
+class DeadlineSettings(Section):
     """First-response deadlines: the target, how its hours are counted, when to warn, and whom to tell."""
 
     enabled: bool = True
@@ -425,7 +333,7 @@ class DeadlineSettings(_Section):
         return self
 
 
-class HealthSettings(_Section):
+class HealthSettings(Section):
     """How the daemon tells a supervisor it is alive: ``mailtriage status``, a heartbeat file, Prometheus metrics."""
 
     stale_after: float = Field(default=900.0, gt=0)
@@ -434,5 +342,5 @@ class HealthSettings(_Section):
     metrics_address: str = "127.0.0.1"
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -20,23 +20,20 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 
 from mailtriage.errors import MISSING, ConfigError
+from mailtriage.routing_settings import DEFAULT_CATEGORIES, Category, EscalationSettings, Rule, Variant
 from mailtriage.sections import (
-    DEFAULT_CATEGORIES,
     SHIPPED_TEMPLATES,
     WEEKDAYS,
     Auth,
     CalendarSettings,
-    Category,
     ClassifierSettings,
     DeadlineSettings,
     DraftSettings,
-    EscalationSettings,
     Folders,
     HealthSettings,
     IntakeSettings,
     LoggingSettings,
     MailboxSettings,
-    Rule,
     ScheduleSettings,
     Secret,
     Security,
@@ -72,6 +69,7 @@ __all__ = [
     "Settings",
     "SmtpSettings",
     "StoreSettings",
+    "Variant",
     "WEEKDAYS",
     "find_config",
     "load_settings",

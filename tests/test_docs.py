@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from mailtriage.mailbox import Mailbox
-from mailtriage.settings import Settings, load_settings
+from mailtriage.settings import DEFAULT_CATEGORIES, Settings, load_settings
 from mailtriage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,3 +300,10 @@ def test_the_readme_steps_that_give_the_kept_demo_a_new_mail_work_as_written(tmp
     finally:
         os.killpg(shell.pid, signal.SIGTERM)
         shell.wait(timeout=30)
+
+
+def test_the_example_configs_categories_are_the_defaults_variants_included(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUPPORT_IMAP_PASSWORD", "x")
+    example = load_settings(ROOT / "config.example.toml")
+    defaults = {c.name: c.variants for c in DEFAULT_CATEGORIES}
+    assert {c.name: c.variants for c in example.categories} == defaults

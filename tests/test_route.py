@@ -6,7 +6,7 @@ from mailtriage.escalation import default_rules
 from mailtriage.models import Classification
 from mailtriage.parse import parse_message
 from mailtriage.route import route
-from mailtriage.settings import Category, EscalationSettings, Rule
+from mailtriage.settings import DEFAULT_CATEGORIES, Category, EscalationSettings, Rule, Variant
 
 CATEGORIES = {
     "return-refund": Category(name="return-refund", folder="Support/Returns", keywords=("$Returns",), flag=True),
@@ -154,3 +154,42 @@ def test_escalation_can_be_turned_off_or_written_as_a_rule_of_ones_own() -> None
     notified = EscalationSettings(notify="legal@example.com", keyword="$Escalated")
     decision = decide(sure("billing"), *escalating(notified), mail=mail)
     assert (decision.keywords, decision.notify) == (("$Escalated",), "legal@example.com")
+
+
+# --- template variants -----------------------------------------------------------------------------------------
+
+VARIANTS = [
+    ("return-refund", "en", "I returned the kettle three weeks ago and I still haven't received my refund.",
+     "return-refund-status"),
+    ("return-refund", "en", "I would like to return the kettle and get a refund.", "return-refund"),
+    ("return-refund", "fr", "J'ai renvoyé la bouilloire il y a trois semaines et je n'ai toujours pas été remboursée.",
+     "return-refund-status"),
+    ("return-refund", "fr", "Je souhaite retourner la bouilloire et être remboursée.", "return-refund"),
+    ("return-refund", "de", "Ich warte seit drei Wochen auf die Erstattung, das Geld ist immer noch nicht da.",
+     "return-refund-status"),
+    ("return-refund", "de", "Ich möchte den Wasserkocher zurückgeben und mein Geld zurück.", "return-refund"),
+    ("order-delivery", "en", "The parcel arrived today and the box was crushed, the lid is cracked.",
+     "order-delivery-damaged"),
+    ("order-delivery", "fr", "Il manque le couvercle dans le colis que j'ai reçu.", "order-delivery-incomplete"),
+    ("order-delivery", "de", "Das Paket kam beschädigt an.", "order-delivery-damaged"),
+    ("order-delivery", "de", "In der Lieferung fehlt das Netzteil.", "order-delivery-incomplete"),
+    ("order-delivery", "en", "My order was due on Monday and has not arrived yet.", "order-delivery"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("category,language,text,template", VARIANTS)
+def test_a_categorys_first_matching_variant_chooses_the_template_else_its_own(
+    category: str, language: str, text: str, template: str
+) -> None:
+    categories = {c.name: c for c in DEFAULT_CATEGORIES}
+    decision = route(parse_message(mail_saying(text)), sure(category, language), categories, (), "needs-triage")
+    assert decision.template == template
+    assert ("variant" in decision.reason) is (template != category)
+
+
+def test_a_variant_needs_a_pattern_and_drafts_nothing_where_its_category_does_not() -> None:
+    with pytest.raises(ValueError, match="at least one of"):
+        Variant(name="x", template="y")
+    quiet = Category(name="feedback", draft=False, variants=(Variant(name="v", template="t", message="."),))
+    assert decide(sure("feedback"), mail=mail_saying("anything")).template is None
+    assert route(parse_message(MAIL), sure("feedback"), {"feedback": quiet}, (), "needs-triage").template is None

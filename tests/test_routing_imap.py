@@ -357,6 +357,25 @@ def test_a_mail_giving_its_order_number_model_and_a_photo_gets_a_draft_asking_fo
         assert asked not in ours, ours
 
 
+FRENCH_CHASER = FRENCH_RETURN.replace(b"<retour-1@", b"<relance-1@").replace(
+    "Je souhaite retourner la cafetière reçue la semaine dernière (commande A-10487) et être remboursée.".encode(),
+    "J'ai renvoyé la cafetière il y a trois semaines et je n'ai toujours pas été remboursée.".encode(),
+)
+
+
+def test_a_refund_chaser_and_a_return_request_get_different_approved_variants(
+    account: Account, store: Store, seed_model: Path
+) -> None:
+    account.append_many([FRENCH_RETURN, FRENCH_CHASER])
+    returns = Rule(name="returns", message="rembours", category="return-refund")
+    cycle(account, store, seed_model, settings_for(account, rules=(returns,)))
+    drafts = {m["In-Reply-To"]: m.get_content() for m, _ in folder_messages(account, "Drafts")}
+    assert "le motif de votre demande" in drafts["<retour-1@example.org>"]
+    assert "où en est votre dossier" in drafts["<relance-1@example.org>"]
+    audited = {e.detail["template"] for e in store.audit.all() if e.action == "draft-appended"}
+    assert audited == {"return-refund/fr", "return-refund-status/fr"}
+
+
 def test_a_categorys_team_is_notified_once_through_smtp(account: Account, store: Store, seed_model: Path) -> None:
     received: list[bytes] = []
 

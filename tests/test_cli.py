@@ -358,7 +358,7 @@ def test_init_writes_a_deployment_that_checks_once_its_one_secret_is_set_and_nev
 
 def test_version_says_the_model_and_templates_state() -> None:
     code, out, _ = invoke("--version")
-    assert code == 0 and out.startswith("mailtriage ") and "default model:" in out and "24 of 24 approved" in out
+    assert code == 0 and out.startswith("mailtriage ") and "default model:" in out and "33 of 33 approved" in out
 
 
 def test_a_misspelt_setting_is_answered_with_the_one_it_was_probably_meant_to_be(tmp_path: Path) -> None:

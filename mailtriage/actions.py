@@ -104,7 +104,7 @@ class Actions:
         self.mailbox.append(drafts, draft.data, DRAFT_FLAGS)
         provenance = {"folder": drafts, "template": draft.template, "sha256": draft.sha256,
                       "approved_by": draft.approved_by, "approved_at": draft.approved_at, "to": list(draft.to),
-                      **({"note": draft.note} if draft.note else {})}  # fmt: skip
+                      "text": draft.text, **({"note": draft.note} if draft.note else {})}  # fmt: skip
         self._audit(record, "draft-appended", provenance)
         self._done.append("draft written" + (f" ({draft.note})" if draft.note else ""))
 

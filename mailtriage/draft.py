@@ -196,6 +196,8 @@ class Draft:
     to: tuple[str, ...] = ()
     note: str | None = None
     """Something about the draft the agent should know before sending it (a Reply-To elsewhere)."""
+    text: str = ""
+    """The reply's own words, above the quoted message: compared later with what the agent sent."""
 
 
 class Drafter:
@@ -254,4 +256,4 @@ class Drafter:
         to, note = recipients(parsed, self.foreign_reply_to)
         data = build_reply(parsed, body, used, from_address=self.from_address, now=now, to=to)
         shown = tuple(a.email for a in to)
-        return Draft(data, name, approval.sha256, approval.approved_by, approval.approved_at, shown, note)
+        return Draft(data, name, approval.sha256, approval.approved_by, approval.approved_at, shown, note, body)

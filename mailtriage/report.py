@@ -12,8 +12,8 @@ import io
 import math
 import re
 import statistics
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,9 @@ from rich.table import Table
 from sklearn.feature_extraction.text import CountVectorizer
 
 from mailtriage.deadlines import OPEN, Policy
+from mailtriage.edits import DraftUse
 from mailtriage.models import MessageKind
-from mailtriage.store import MessageRecord, Status
+from mailtriage.store import AuditEvent, MessageRecord, Status
 from mailtriage.terminal import cell
 
 ALL = "all"
@@ -100,6 +101,9 @@ class Report:
     """Per category, in the order of ``rows``, with language "all"."""
     phrases: dict[str, Phrases]
     """Per category: its most distinctive words and two-word phrases with their c-TF-IDF scores, best first."""
+    drafts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per template: how many of its drafts agents sent unchanged, edited, rewrote, or answered without
+    (``draft_uses``)."""
 
 
 def build_report(
@@ -135,6 +139,19 @@ def build_report(
     texts = {category: [record.new_text for record in messages] for category, messages in by_category.items()}
     phrases = top_phrases(texts, top)
     return Report(since, now, describe_clock(policy), tuple(rows), tuple(totals), phrases)
+
+
+def draft_uses(events: Iterable[AuditEvent], since: datetime | None = None) -> dict[str, dict[str, int]]:
+    """Per template (by name, without its language), how often agents sent its drafts unchanged, edited them,
+    rewrote them or answered without them (``edits.py``), from the ``draft-used`` audit events since ``since``."""
+    counts: dict[str, dict[str, int]] = {}
+    for event in events:
+        if event.action != "draft-used" or (since is not None and event.at < since):
+            continue
+        template = str(event.detail.get("template") or "?").partition("/")[0]
+        row = counts.setdefault(template, {use.value: 0 for use in DraftUse})
+        row[str(event.detail.get("use"))] = row.get(str(event.detail.get("use")), 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def describe_clock(policy: Policy | None) -> str:
@@ -276,6 +293,10 @@ def render(report: Report, console: Console) -> None:
         said = ", ".join(p for p, _ in report.phrases.get(total.category, ())) or NONE_SHOWN
         phrases.add_row(cell(total.category), cell(said))  # customers' own words
     console.print(phrases)
+    uses = Table("template", *(use.value for use in DraftUse), title="What agents do with drafts")
+    for template, counts in report.drafts.items():
+        uses.add_row(cell(template), *(str(counts.get(use.value, 0)) for use in DraftUse))
+    console.print(uses if report.drafts else "No replies to drafted messages found in Sent yet.")
 
 
 def _cells(row: Row) -> tuple[str, ...]:
@@ -311,6 +332,7 @@ def to_json(report: Report) -> dict[str, Any]:
             category: [{"phrase": phrase, "score": score} for phrase, score in found]
             for category, found in report.phrases.items()
         },
+        "drafts": report.drafts,
     }
 
 

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from mailtriage.cursor import batches, unread
 from mailtriage.deadlines import Policy, State, format_span, later
+from mailtriage.edits import draft_use
 from mailtriage.errors import MailboxError, NotifyError
 from mailtriage.mailbox import Mailbox, flags_at
 from mailtriage.models import Clock, FolderStatus, RawMessage
@@ -101,7 +102,7 @@ def _replies_in_sent(mailbox: Mailbox, store: Store, now: datetime, report: Swee
         return  # no such folder (yet): nothing was sent
     for chunk in batches(mailbox, sent, found.uids, SENT_BATCH, found.status.uidvalidity, headers_only=True):
         for raw in chunk:
-            _reply(raw, mailbox.name, store, now, report)
+            _reply(raw, mailbox, store, now, report)
         if chunk:
             store.sync.set(mailbox.name, sent, SyncState(found.status.uidvalidity, chunk[-1].uid), now)
 
@@ -111,10 +112,10 @@ def _newest_sent(status: FolderStatus) -> int:
     return max(0, status.uidnext - 1 - SENT_FIRST_LOOK)
 
 
-def _reply(raw: RawMessage, mailbox: str, store: Store, now: datetime, report: SweepReport) -> None:
+def _reply(raw: RawMessage, mailbox: Mailbox, store: Store, now: datetime, report: SweepReport) -> None:
     reply = parse_message(raw.data, internal_date=raw.internal_date)
     named = [m for m in (reply.in_reply_to, *reply.references) if m]
-    waiting = store.messages.open_thread(mailbox, named)
+    waiting = store.messages.open_thread(mailbox.name, named)
     if waiting is None:
         return
     # Filed in Sent when it was sent: the server's INTERNALDATE, else its Date; never before the question, nor later
@@ -122,7 +123,23 @@ def _reply(raw: RawMessage, mailbox: str, store: Store, now: datetime, report: S
     at = raw.internal_date or reply.date or now
     if waiting.received_at is not None:
         at = max(at, waiting.received_at)
-    _answer(store, waiting, min(at, now), BY_SENT, now, report)
+    if _answer(store, waiting, min(at, now), BY_SENT, now, report):
+        _draft_used(mailbox, store, raw, waiting, now)
+
+
+def _draft_used(mailbox: Mailbox, store: Store, raw: RawMessage, answered: MessageRecord, now: datetime) -> None:
+    """Compare the agent's reply with the draft mailtriage wrote for the message, if it wrote one, and record how
+    much of it was kept (``edits.py``). The reply's body is read now, for replies to a drafted message only."""
+    drafted = store.audit.events(answered.id, "draft-appended")
+    if not drafted or "text" not in drafted[-1].detail:
+        return
+    try:
+        [whole] = list(mailbox.fetch(raw.folder, [raw.uid]))
+    except (MailboxError, ValueError):
+        return  # gone from Sent meanwhile: the answer stands, the comparison is left out
+    use, share = draft_use(str(drafted[-1].detail["text"]), parse_message(whole.data).text)
+    detail = {"template": drafted[-1].detail.get("template"), "use": use.value, "kept": round(share, 3)}
+    store.audit.add(answered.mailbox, "draft-used", detail, now=now, message=answered.id)
 
 
 def _answered_by_flag(
@@ -190,13 +207,16 @@ def _moved(record: MessageRecord, place: RawMessage) -> MessageRecord:
     return replace(record, folder=place.folder, uidvalidity=place.uidvalidity, uid=place.uid)
 
 
-def _answer(store: Store, record: MessageRecord, at: datetime, how: str, now: datetime, report: SweepReport) -> None:
-    if store.deadlines.answer(record, at, how, now=now):
-        report.answered += 1
-        took = format_span(record.response_time_at(at))
-        log.info("mailbox %s: %s from %s answered (%s) after %s%s",
-                 record.mailbox, record.message_id, record.sender, how, took,
-                 "" if record.due_at is None or at <= record.due_at else ", after its deadline")  # fmt: skip
+def _answer(store: Store, record: MessageRecord, at: datetime, how: str, now: datetime, report: SweepReport) -> bool:
+    """Stop the message's clock; False when it was answered already."""
+    if not store.deadlines.answer(record, at, how, now=now):
+        return False
+    report.answered += 1
+    took = format_span(record.response_time_at(at))
+    log.info("mailbox %s: %s from %s answered (%s) after %s%s",
+             record.mailbox, record.message_id, record.sender, how, took,
+             "" if record.due_at is None or at <= record.due_at else ", after its deadline")  # fmt: skip
+    return True
 
 
 # --- signals -----------------------------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ from mailtriage import classify
 from mailtriage.cli import main
 from mailtriage.compliance import Approval, content_hash, template_names, write_approvals
 from mailtriage.corrections import scan_keyword_corrections
+from mailtriage.deadlines import policy_from_settings
 from mailtriage.draft import ANSWERS_HEADER
 from mailtriage.mailbox.imap import ImapMailbox
-from mailtriage.pipeline import run_cycle
+from mailtriage.pipeline import CycleOptions, run_cycle
 from mailtriage.settings import (
     DEFAULT_CATEGORIES,
     ClassifierSettings,
@@ -36,6 +37,7 @@ from mailtriage.settings import (
 )
 from mailtriage.store import Status, Store
 from mailtriage.training import store_examples
+from mailtriage.watch import sweep_deadlines
 from mailtriage.wiring import daemon_from_settings, triage_from_settings
 from tests.dovecot import Account, free_port
 from tests.helpers import TEMPLATES, now
@@ -374,6 +376,42 @@ def test_a_refund_chaser_and_a_return_request_get_different_approved_variants(
     assert "où en est votre dossier" in drafts["<relance-1@example.org>"]
     audited = {e.detail["template"] for e in store.audit.all() if e.action == "draft-appended"}
     assert audited == {"return-refund/fr", "return-refund-status/fr"}
+
+
+def test_an_agents_reply_in_sent_is_compared_with_the_draft_and_the_report_counts_it(
+    account: Account, store: Store, seed_model: Path
+) -> None:
+    account.append_many([FRENCH_RETURN, FRENCH_CHASER])
+    returns = Rule(name="returns", message="rembours", category="return-refund")
+    settings = settings_for(account, rules=(returns,))
+    predictor = classify.Predictor(classify.load(seed_model, settings.category_names()), 0.5, "needs-triage")
+    options = CycleOptions(deadlines=policy_from_settings(settings))  # answers are looked for in Sent
+    run_cycle(ImapMailbox(account.settings()), store, now=now, stages=triage_from_settings(settings, predictor),
+              options=options)  # fmt: skip
+    drafts = {m["In-Reply-To"]: m for m, _ in folder_messages(account, "Drafts")}
+    sent_as_is = drafts["<retour-1@example.org>"]
+    del sent_as_is["X-Mailtriage-Answers-Hash"]
+    own = EmailMessage()
+    own["From"], own["To"], own["Subject"] = "support@example.com", "renee@example.org", "Re: relance"
+    own["In-Reply-To"] = own["References"] = "<relance-1@example.org>"
+    own.set_content("Bonjour Renée, votre remboursement est parti hier, vous le verrez sous peu.\nTom\n")
+    account.append_many([sent_as_is.as_bytes(), own.as_bytes()], folder="Sent")
+    sweep_deadlines(ImapMailbox(account.settings()), store, policy_from_settings(settings), now)
+    used = {e.detail["template"]: e.detail["use"] for e in store.audit.all() if e.action == "draft-used"}
+    assert used == {"return-refund/fr": "unchanged", "return-refund-status/fr": "unused"}
+    config = tmp_config(store, account)
+    result = CliRunner().invoke(main, ["--config", str(config), "report", "--json"])
+    assert json.loads(result.stdout)["drafts"] == {
+        "return-refund": {"unchanged": 1, "edited": 0, "rewritten": 0, "unused": 0},
+        "return-refund-status": {"unchanged": 0, "edited": 0, "rewritten": 0, "unused": 1},
+    }
+
+
+def tmp_config(store: Store, account: Account) -> Path:
+    config = Path(str(store.engine.url.database)).with_suffix(".toml")
+    config.write_text(f'[[mailboxes]]\nname = "{account.settings().name}"\nmaildir = "{config.parent}"\n'
+                      f'[store]\nurl = "sqlite:///{store.engine.url.database}"\n')  # fmt: skip
+    return config
 
 
 def test_a_categorys_team_is_notified_once_through_smtp(account: Account, store: Store, seed_model: Path) -> None:

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 # --- approvals -------------------------------------------------------------------------------------------------
 
 MANIFEST = "approvals.json"
-NEUTRAL = {"greeting_name": "", "subject": "", "references": [], "signature": "", "due": "", "models": [],
-           "photos": False, "documents": False}  # fmt: skip
+NEUTRAL = {"greeting_name": "", "first_name": "", "subject": "", "references": [], "signature": "", "due": "",
+           "models": [], "photos": False, "documents": False}  # fmt: skip
 """Placeholders for the customer's values and the team's: what remains is the template's own text."""
 
 
@@ -136,6 +136,7 @@ def source_findings(folder: Path, name: str, policy: Policy, sources: Sources | 
 
 SAMPLE = {
     "greeting_name": "Renée Lefèvre",
+    "first_name": "Renée",
     "subject": "Commande A-10234",
     "references": ["A-10234"],
     "models": [],

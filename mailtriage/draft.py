@@ -62,6 +62,19 @@ def greeting_name(sender: Address | None) -> str:
     return name if any(ch.isalpha() for ch in name) and all(map(_in_a_name, name)) else ""
 
 
+_TITLES = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir", "m", "mme", "mlle", "herr", "frau"}
+
+
+def first_name(greeting: str) -> str:
+    """The first name in a greeting name ("Margaret Holloway": "Margaret"), for languages that greet by it; the
+    whole name when it starts with a title or an initial ("Dr. Holloway", "M. Holloway"); '' for ''."""
+    words = greeting.split()
+    if len(words) < 2:
+        return greeting
+    first = words[0].rstrip(".").casefold()
+    return greeting if first in _TITLES or len(first) == 1 else words[0]
+
+
 def _in_a_name(ch: str) -> bool:
     return ch.isalpha() or ch in " .-'’" or unicodedata.category(ch).startswith("M")
 
@@ -239,6 +252,7 @@ class Drafter:
         found = references(parsed, self.reference_patterns, given)
         context = {
             "greeting_name": greeting_name(parsed.sender),
+            "first_name": first_name(greeting_name(parsed.sender)),
             "subject": parsed.subject,
             "references": found,
             "models": given,

@@ -109,7 +109,7 @@ FACTS = [  # what the customer gave: the templates ask only for what is missing
 def test_every_shipped_template_passes_the_lint_in_every_language(language: str, facts: dict[str, object]) -> None:
     folder = Path(__file__).parent.parent / "templates"
     templates = Templates(folder, "en")
-    customer = {"greeting_name": "Renée Lefèvre", "subject": "Garantie ? Warranty!", **facts}
+    customer = {"greeting_name": "Renée Lefèvre", "first_name": "Renée", "subject": "Garantie ? Warranty!", **facts}
     names = {name.partition("/")[0] for name in template_names(folder)}
     assert names >= {c.name for c in DEFAULT_CATEGORIES} | {v.template for c in DEFAULT_CATEGORIES for v in c.variants}
     for name in sorted(names):
@@ -122,7 +122,7 @@ def test_every_shipped_template_passes_the_lint_in_every_language(language: str,
 
 def test_a_template_asks_only_for_what_the_customer_did_not_give() -> None:
     templates = Templates(Path(__file__).parent.parent / "templates", "en")
-    base = {"greeting_name": "", "subject": "", "signature": "", "due": ""}
+    base = {"greeting_name": "", "first_name": "", "subject": "", "signature": "", "due": ""}
     nothing, given = ({**base, **facts} for facts in FACTS[:2])
     for language, photo, model in [("en", "photos", "model"), ("fr", "photos", "modèle"), ("de", "Fotos", "Modell")]:
         asked, _ = templates.render("defect-complaint", language, nothing)

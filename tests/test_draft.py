@@ -12,6 +12,7 @@ from mailtriage.draft import (
     ANSWERS_HEADER,
     Drafter,
     build_reply,
+    first_name,
     greeting_name,
     recipients,
     references,
@@ -141,11 +142,12 @@ def test_a_template_cannot_reach_python_internals_or_read_files(tmp_path: Path, 
 SHIPPED = Path(__file__).parent.parent / "templates"
 NOTHING_GIVEN = {"models": [], "photos": False, "documents": False}
 CONTEXTS = [
-    {"greeting_name": "Renée Lefèvre", "subject": "x", "references": ["A-10234"], "signature": "S", "due": "Tue",
+    {"greeting_name": "Renée Lefèvre", "first_name": "Renée", "subject": "x", "references": ["A-10234"],
+     "signature": "S", "due": "Tue", **NOTHING_GIVEN},
+    {"greeting_name": "", "first_name": "", "subject": "", "references": [], "signature": "S", "due": "Tue",
      **NOTHING_GIVEN},
-    {"greeting_name": "", "subject": "", "references": [], "signature": "S", "due": "Tue", **NOTHING_GIVEN},
-    {"greeting_name": "", "subject": "", "references": [], "signature": "S", "due": "Tue", "models": ["NC-700"],
-     "photos": True, "documents": True},
+    {"greeting_name": "", "first_name": "", "subject": "", "references": [], "signature": "S", "due": "Tue",
+     "models": ["NC-700"], "photos": True, "documents": True},
 ]  # fmt: skip
 
 
@@ -161,7 +163,8 @@ def test_every_default_category_has_a_short_template_in_each_language_that_rende
         assert text.endswith("S\n") and "{" not in text and "  " not in text
         assert len(text.split()) <= 90
     named, anonymous = (templates.render(category, language, c)[0] for c in CONTEXTS[:2])
-    assert "Renée Lefèvre" in named and "A-10234" in named and "Renée" not in anonymous
+    assert "Renée" in named and "A-10234" in named and "Renée" not in anonymous
+    assert ("Renée Lefèvre" in named) is (language != "en")  # English greets by the first name
 
 
 def test_a_templates_due_is_the_messages_recorded_due_time_in_the_calendars_zone(tmp_path: Path) -> None:
@@ -212,3 +215,12 @@ def test_a_drafts_signature_is_its_languages_own_then_the_one_for_all_then_the_d
     assert DraftSettings().signature_for("it") == DraftSettings().signature_for("en")
     one = DraftSettings(signature="Support ACME", signatures={"de": "Ihr ACME-Team"})
     assert (one.signature_for("de"), one.signature_for("fr")) == ("Ihr ACME-Team", "Support ACME")
+
+
+@pytest.mark.parametrize(
+    "name,first",
+    [("Margaret Holloway", "Margaret"), ("Dr. Holloway", "Dr. Holloway"), ("M. Holloway", "M. Holloway"),
+     ("Renée", "Renée"), ("", "")],
+)  # fmt: skip
+def test_english_drafts_greet_by_the_first_name_unless_the_name_starts_with_a_title(name: str, first: str) -> None:
+    assert first_name(name) == first

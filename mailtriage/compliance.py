@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 MANIFEST = "approvals.json"
 NEUTRAL = {"greeting_name": "", "first_name": "", "subject": "", "references": [], "signature": "", "due": "",
-           "models": [], "photos": False, "documents": False}  # fmt: skip
+           "models": [], "photos": False, "documents": False, "reason": False}  # fmt: skip
 """Placeholders for the customer's values and the team's: what remains is the template's own text."""
 
 
@@ -142,6 +142,7 @@ SAMPLE = {
     "models": [],
     "photos": False,
     "documents": False,
+    "reason": False,
     "signature": "",
     "due": "2026-11-24 14:00",
 }

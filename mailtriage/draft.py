@@ -109,6 +109,26 @@ def has_documents(parsed: ParsedEmail) -> bool:
     return any(a.content_type.lower().startswith(_DOCUMENTS) for a in parsed.attachments)
 
 
+_REASON = re.compile(
+    r"\b(because|since (it|the)|as (it|the) (is|was|does)|due to|the reason|(is|was|are|were) (broken|faulty|defective|"
+    r"damaged|too (small|big|large|loud|short|long))|(doesn't|does not|didn't|did not|won't|will not) (fit|work)|"
+    r"wrong (size|colou?r|item|model)|not as described|changed my mind|no longer need|"
+    r"parce que?|car |puisqu|en raison|la raison|ne (fonctionne|marche|convient|correspond) (pas|plus)|"
+    r"trop (petite?s?|grande?s?|bruyante?s?|courte?s?|longue?s?)|mauvaise? (taille|couleur|article|modèle)|"
+    r"pas conforme|"
+    r"changé d'avis|plus besoin|weil|wegen|der grund|funktioniert nicht|passt nicht|zu (klein|groß|laut|kurz|lang)|"
+    r"falsche[nrs]? (größe|farbe|artikel|modell)|nicht wie beschrieben|entspricht nicht|anders überlegt|"
+    r"nicht mehr (brauche|benötige))",
+    re.IGNORECASE,
+)
+
+
+def reason_given(parsed: ParsedEmail) -> bool:
+    """Whether the customer says why they write (a return's reason: "because it is too small", "parce qu'elle
+    fuit", "weil es nicht passt"), so that a template does not ask for it again. A heuristic over their new text."""
+    return bool(_REASON.search(parsed.new_text or parsed.text))
+
+
 _DOCUMENTS = ("application/pdf", "image/", "application/msword", "application/vnd.openxmlformats",
               "application/vnd.oasis.opendocument")  # fmt: skip
 
@@ -258,6 +278,7 @@ class Drafter:
             "models": given,
             "photos": has_photos(parsed),
             "documents": has_documents(parsed),
+            "reason": reason_given(parsed),
             "signature": self.wording.signature_for(used),
             "due": due_text(due or (parsed.internal_date or now) + self.target, self.zone),
         }

@@ -1,8 +1,8 @@
 """Reply templates: plain files under ``templates/<category>/<language>.txt.j2``, rendered in a sandbox where an
 undefined variable is an error, never an empty string. A template may include, import or extend others by name;
 what is rendered is what was read (``Sources``), so an approval covers every file that makes the text. The
-variables are those ``draft.Drafter`` gives: greeting_name, first_name, subject, references, models, photos, documents,
-signature and due."""
+variables are those ``draft.Drafter`` gives: greeting_name, first_name, subject, references, models, photos,
+documents, reason, signature and due."""
 
 from __future__ import annotations
 

@@ -98,9 +98,9 @@ def test_a_broken_policy_entry_is_one_clear_error(tmp_path: Path) -> None:
 
 
 FACTS = [  # what the customer gave: the templates ask only for what is missing
-    {"models": [], "photos": False, "documents": False, "references": []},
-    {"models": ["NC-700"], "photos": True, "documents": True, "references": ["A-10234"]},
-    {"models": ["NC-700", "KT-170"], "photos": False, "documents": True, "references": []},
+    {"models": [], "photos": False, "documents": False, "reason": False, "references": []},
+    {"models": ["NC-700"], "photos": True, "documents": True, "reason": True, "references": ["A-10234"]},
+    {"models": ["NC-700", "KT-170"], "photos": False, "documents": True, "reason": True, "references": []},
 ]
 
 

@@ -14,6 +14,7 @@ from mailtriage.draft import (
     build_reply,
     first_name,
     greeting_name,
+    reason_given,
     recipients,
     references,
     reply_subject,
@@ -140,14 +141,14 @@ def test_a_template_cannot_reach_python_internals_or_read_files(tmp_path: Path, 
 # --- the shipped templates -------------------------------------------------------------------------------------------
 
 SHIPPED = Path(__file__).parent.parent / "templates"
-NOTHING_GIVEN = {"models": [], "photos": False, "documents": False}
+NOTHING_GIVEN = {"models": [], "photos": False, "documents": False, "reason": False}
 CONTEXTS = [
     {"greeting_name": "Renée Lefèvre", "first_name": "Renée", "subject": "x", "references": ["A-10234"],
      "signature": "S", "due": "Tue", **NOTHING_GIVEN},
     {"greeting_name": "", "first_name": "", "subject": "", "references": [], "signature": "S", "due": "Tue",
      **NOTHING_GIVEN},
     {"greeting_name": "", "first_name": "", "subject": "", "references": [], "signature": "S", "due": "Tue",
-     "models": ["NC-700"], "photos": True, "documents": True},
+     "models": ["NC-700"], "photos": True, "documents": True, "reason": True},
 ]  # fmt: skip
 
 
@@ -224,3 +225,16 @@ def test_a_drafts_signature_is_its_languages_own_then_the_one_for_all_then_the_d
 )  # fmt: skip
 def test_english_drafts_greet_by_the_first_name_unless_the_name_starts_with_a_title(name: str, first: str) -> None:
     assert first_name(name) == first
+
+
+@pytest.mark.parametrize(
+    "text,given",
+    [("I want to return the shoes because they are too small.", True),
+     ("I would like to return my order, how does it work?", False),
+     ("Je renvoie la robe car elle ne me convient pas.", True),
+     ("Je souhaite retourner la cafetière et être remboursée.", False),
+     ("Ich schicke den Mixer zurück, weil er zu laut ist.", True),
+     ("Wie funktioniert die Rücksendung?", False)],
+)  # fmt: skip
+def test_a_reason_the_customer_gave_is_noticed_so_that_it_is_not_asked_for_again(text: str, given: bool) -> None:
+    assert reason_given(parse_message(f"From: a@example.org\nSubject: Return\n\n{text}\n".encode())) is given

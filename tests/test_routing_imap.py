@@ -265,6 +265,18 @@ def test_an_agents_move_to_another_categorys_folder_is_a_correction_that_trainin
     assert len([e for e in store.audit.all() if e.action == "corrected"]) == 1
 
 
+def the_draft_for(account: Account, store: Store, model: Path, sender: str, subject: str, body: str) -> EmailMessage:
+    """The one draft a cycle writes for a customer's mail from ``sender`` (Message-ID <asked-1@example.com>)."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, "support@example.com", subject
+    message["Message-ID"] = "<asked-1@example.com>"
+    message.set_content(body)
+    account.append_many([message.as_bytes()])
+    cycle(account, store, model, settings_for(account))
+    [(draft, _)] = folder_messages(account, "Drafts")
+    return draft
+
+
 OTHERS = [
     # language, From header, subject, body, what the greeting must read
     ("en", "Tom Whitaker <tom@example.com>", "Refund for order A-20001",
@@ -289,14 +301,8 @@ def test_return_requests_get_a_draft_in_their_language_greeting_the_customer_by_
     body: str,
     name: str | None,
 ) -> None:
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = sender, "support@example.com", subject
-    message["Message-ID"] = "<other-1@example.com>"
-    message.set_content(body)
-    account.append_many([message.as_bytes()])
-    cycle(account, store, seed_model, settings_for(account))
-    [(draft, _)] = folder_messages(account, "Drafts")
-    assert draft["In-Reply-To"] == "<other-1@example.com>" and draft["Subject"] == f"Re: {subject}"
+    draft = the_draft_for(account, store, seed_model, sender, subject, body)
+    assert draft["In-Reply-To"] == "<asked-1@example.com>" and draft["Subject"] == f"Re: {subject}"
     assert draft["Content-Language"] == language
     text = draft.get_content()
     greeting = text.splitlines()[0]
@@ -324,13 +330,7 @@ def test_a_french_or_german_draft_has_no_english_word_outside_the_quoted_origina
     account: Account, store: Store, seed_model: Path, language: str, sender: str, subject: str, body: str,
     signature: str,
 ) -> None:  # fmt: skip
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = sender, "support@example.com", subject
-    message["Message-ID"] = "<lang-1@example.com>"
-    message.set_content(body)
-    account.append_many([message.as_bytes()])
-    cycle(account, store, seed_model, settings_for(account))
-    [(draft, _)] = folder_messages(account, "Drafts")
+    draft = the_draft_for(account, store, seed_model, sender, subject, body)
     ours = draft.get_content().replace("\r\n", "\n").split("\n>")[0].rsplit("\n", 1)[0]  # without the quote
     assert draft["Content-Language"] == language and signature in ours
     words = {word.lower() for word in re.findall(r"[A-Za-zÀ-ÿ]+", ours)}

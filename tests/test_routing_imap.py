@@ -123,6 +123,25 @@ def test_a_restart_after_the_drafts_append_leaves_exactly_one_draft(
     ]
 
 
+def test_a_draft_an_agent_edited_or_deleted_is_never_written_again(
+    account: Account, store: Store, seed_model: Path
+) -> None:
+    settings = settings_for(account)
+    account.append_many([FRENCH_RETURN, FRENCH_CHASER])
+    cycle(account, store, seed_model, settings)
+    client = account.client()
+    client.select_folder("Drafts")
+    edited, deleted = sorted(client.search(["ALL"]))
+    client.append("Drafts", b"From: support@example.com\r\nSubject: Re: edited\r\n\r\nEdited by Tom.\r\n")
+    client.delete_messages([edited, deleted])  # an agent's client saves an edit as a new draft, then deletes the old
+    client.expunge()
+    client.logout()
+    for _ in range(2):
+        cycle(account, store, seed_model, settings)
+        daemon_from_settings(settings).run_once()
+    assert [m["Subject"] for m, _ in folder_messages(account, "Drafts")] == ["Re: edited"]
+
+
 def test_an_override_rule_beats_the_classifier_and_review_shows_it(
     account: Account, store: Store, seed_model: Path, tmp_path: Path
 ) -> None:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from mailtriage.models import Classification, ParsedEmail, RouteDecision
-from mailtriage.routing_settings import Patterns
+from mailtriage.routing_settings import ESCALATION_KEYWORD, Patterns
 from mailtriage.settings import Category, Rule
 
 
@@ -86,9 +86,6 @@ def _decided(rule: Rule | None, classification: Classification, fallback: str) -
     if classification.is_fallback:
         return fallback, "fallback", f"model unsure: {classification.predicted} at {classification.confidence:.2f}"
     return classification.category, "model", f"model: {classification.confidence:.2f} ({classification.model_version})"
-
-
-ESCALATION_KEYWORD = "$Urgent"
 
 
 def _escalated(

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 EMAIL = r"^[^@\s]+@[^@\s]+$"
+ESCALATION_KEYWORD = "$Urgent"
+"""The keyword an escalated message gets when its rule names none (``escalation.keyword`` by default)."""
 
 
 class Section(BaseModel):
@@ -110,7 +112,7 @@ class EscalationSettings(Section):
     """Mail a person must see at once (``escalation.py``): the default rules, the keyword and who is told."""
 
     default_rules: bool = True
-    keyword: str = Field(default="$Urgent", pattern=r"^[^\s()\\{%*\"\]]+$")
+    keyword: str = Field(default=ESCALATION_KEYWORD, pattern=r"^[^\s()\\{%*\"\]]+$")
     notify: str | None = None
 
 

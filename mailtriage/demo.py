@@ -20,6 +20,7 @@ from pathlib import Path
 from mailtriage.models import MessageKind
 from mailtriage.parse import parse_message
 from mailtriage.pipeline import CycleReport
+from mailtriage.route import matching_rule
 from mailtriage.settings import DraftSettings, IntakeSettings, MailboxSettings, Settings, StoreSettings
 from mailtriage.store import MessageRecord, Status, Store
 
@@ -153,13 +154,21 @@ def _done(store: Store, record: MessageRecord) -> Done:
 
 def add_mail(workdir: Path, now: datetime | None = None) -> Path:
     """Drop a fresh copy of a sample customer mail (a new Message-ID and date, so it is new mail) into the kept
-    demo's Maildir, where the daemon finds it; returns the file."""
+    demo's Maildir, where the daemon finds it; returns the file. The copy is one the daemon drafts a reply to:
+    customer mail that no escalation rule, in any language, holds for a person."""
     maildir = workdir / MAILDIR
     if not (maildir / "new").is_dir():
         from mailtriage.errors import ConfigError
 
         raise ConfigError(str(workdir), "(folder)", str(workdir), "a kept demo (mailtriage demo --keep DIR)")
-    customers = [data for data in sample_mail() if parse_message(data).kind is MessageKind.CUSTOMER]
+    rules = demo_settings(workdir).routing_rules()
+    languages = {rule.language for rule in rules if rule.language is not None} or {"en"}
+    customers = [
+        data
+        for data, parsed in ((data, parse_message(data)) for data in sample_mail())
+        if parsed.kind is MessageKind.CUSTOMER
+        and all(matching_rule(parsed, language, rules) is None for language in languages)
+    ]
     message = email.message_from_bytes(random.choice(customers), policy=policy.compat32)
     del message["Message-ID"], message["Date"]
     message["Message-ID"] = make_msgid(domain="demo.example")

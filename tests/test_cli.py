@@ -160,6 +160,24 @@ def test_the_kept_demo_has_a_config_on_which_the_daemon_runs_and_triages_new_mai
     assert code == 0 and (tmp_path / "demo" / "mailtriage.heartbeat.json").exists()
 
 
+def test_a_mail_added_to_the_kept_demo_is_always_one_the_daemon_drafts_to(tmp_path: Path) -> None:
+    import random
+
+    from mailtriage import demo
+
+    invoke("demo", "--keep", str(tmp_path / "demo"))
+    config = tmp_path / "demo" / "mailtriage.toml"
+    random.seed(0)  # 12 picks from 27 customer mails, 3 of them escalated: a bad pick would show
+    for _ in range(12):
+        demo.add_mail(tmp_path / "demo")
+    code, out, _ = invoke("--config", str(config), "run", "--once")
+    assert code == 0 and out.strip() == "demo: 12 new, 0 skipped, 0 failed"
+    store = Store(f"sqlite:///{tmp_path / 'demo' / 'mailtriage.db'}")
+    newest = sorted(store.messages.recent(limit=12), key=lambda record: record.id)
+    assert len(newest) == 12 and all(store.audit.has(record.id, "draft-appended") for record in newest)
+    store.close()
+
+
 MAILDIR = """
 [[mailboxes]]
 name = "support"

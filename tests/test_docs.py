@@ -277,12 +277,19 @@ def test_the_readme_steps_that_give_the_kept_demo_a_new_mail_work_as_written(tmp
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     store = tmp_path / "demo" / "mailtriage.db"
 
-    def recorded() -> int:
+    def count(query: str) -> int:
         try:
             with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
-                return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+                return int(db.execute(query).fetchone()[0])
         except sqlite3.Error:
             return 0
+
+    def recorded() -> int:
+        return count("SELECT count(*) FROM messages")
+
+    def newest_drafted() -> int:
+        newest = "(SELECT max(id) FROM messages)"
+        return count(f"SELECT count(*) FROM audit_log WHERE message = {newest} AND action = 'draft-appended'")
 
     try:
         deadline = time.monotonic() + 120
@@ -291,9 +298,9 @@ def test_the_readme_steps_that_give_the_kept_demo_a_new_mail_work_as_written(tmp
         added = subprocess.run(["bash", "-c", add], cwd=tmp_path, env=env, capture_output=True, text=True)
         assert added.returncode == 0, added.stderr
         deadline = time.monotonic() + 30  # the daemon watches the Maildir: within seconds, not at its next poll
-        while recorded() < 31 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert recorded() == 31
+        while (recorded() < 31 or not newest_drafted()) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the record comes first, then the draft: review shows it once both are there
+        assert recorded() == 31 and newest_drafted() == 1
         shown = subprocess.run(["bash", "-c", review], cwd=tmp_path, env={**env, "COLUMNS": "200"},
                                capture_output=True, text=True)  # fmt: skip
         assert shown.returncode == 0 and "the 1 latest decisions" in shown.stdout and "yes" in shown.stdout

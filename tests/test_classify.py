@@ -79,8 +79,8 @@ def test_the_words_that_weighed_most_are_those_of_the_mail(model: classify.Class
 
 def test_below_the_threshold_a_message_gets_the_fallback_category(model: classify.Classifier) -> None:
     parsed = parse_message(b"From: a@example.com\nSubject: hello\n\nhello\n")
-    sure = classify.Predictor(model, 0.0, "needs-triage")(parsed)
-    unsure = classify.Predictor(model, 0.99, "needs-triage")(parsed)
+    (sure,) = classify.Predictor(model, 0.0, "needs-triage")([parsed])
+    (unsure,) = classify.Predictor(model, 0.99, "needs-triage")([parsed])
     assert sure.category == sure.predicted != "needs-triage"
     assert unsure.category == "needs-triage" and unsure.predicted == sure.predicted and unsure.is_fallback
 

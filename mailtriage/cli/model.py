@@ -183,9 +183,8 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], model: Path | 
     fallback = settings.classifier.fallback if settings else "needs-triage"
     predictor = classify.Predictor(classifier, threshold, fallback)
     results = []
-    for path in files:
-        parsed = parse_message(path.read_bytes())
-        decision = predictor(parsed)
+    messages = [parse_message(path.read_bytes()) for path in files]
+    for path, parsed, decision in zip(files, messages, predictor(messages), strict=True):
         text = classify.feature_text(parsed.subject, parsed.new_text)
         words = classifier.explain(text, decision.predicted)
         results.append({"file": str(path), **asdict(decision), "kind": parsed.kind.value, "words": words})

@@ -5,7 +5,7 @@ and a restart do every step once."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -28,15 +28,27 @@ DRAFT_FLAGS = ("\\Draft", "\\Seen")
 NOT_MOVED = "the server can neither MOVE nor COPY and UID EXPUNGE one message (no UIDPLUS)"
 
 
-def _no_classification(parsed: ParsedEmail) -> Classification | None:
-    return None
+def _no_classification(messages: Sequence[ParsedEmail]) -> list[Classification | None]:
+    return [None] * len(messages)
+
+
+def one_by_one(
+    classify: Callable[[ParsedEmail], Classification | None],
+) -> Callable[[Sequence[ParsedEmail]], list[Classification | None]]:
+    """A classify stage for a batch from a function of one message."""
+
+    def each(messages: Sequence[ParsedEmail]) -> list[Classification | None]:
+        return [classify(parsed) for parsed in messages]
+
+    return each
 
 
 @dataclass(frozen=True)
 class Triage:
     """The stages after parsing, for customer mail: classify, route (None: record only), draft, notify."""
 
-    classify: Callable[[ParsedEmail], Classification | None] = _no_classification
+    classify: Callable[[Sequence[ParsedEmail]], Sequence[Classification | None]] = _no_classification
+    """A fetched batch's customer messages -> the classification of each, in order (one model call a batch)."""
     route: Callable[[ParsedEmail, Classification], RouteDecision] | None = None
     draft: Callable[[ParsedEmail, str, str, datetime, datetime | None], Draft] | None = None
     """(message, template, language, now, the message's due time) -> the draft; raises TemplateError."""

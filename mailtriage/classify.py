@@ -10,6 +10,7 @@ of metadata holding the model file's SHA-256, checked before loading.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -126,6 +127,11 @@ FEATURES = ("ngrams", "ngrams+embeddings")
 """What a model can read: n-grams alone, or n-grams and word embeddings (``features.py``)."""
 
 
+def available_features() -> tuple[str, ...]:
+    """FEATURES this installation can compute: embeddings need the ``embeddings`` extra (the wordllama wheel)."""
+    return FEATURES if importlib.util.find_spec("wordllama") is not None else FEATURES[:1]
+
+
 def build_model(features: str = "ngrams") -> Pipeline:
     """A fresh, untrained model reading ``features`` (one of FEATURES)."""
     parts: list[tuple[str, Any]] = [
@@ -133,6 +139,8 @@ def build_model(features: str = "ngrams") -> Pipeline:
         ("chars", HashedNgrams("char_wb", (2, 5), min_df=2)),
     ]
     if features == "ngrams+embeddings":
+        if features not in available_features():
+            raise TrainingError("embeddings need the wordllama package: pip install 'mailtriage[embeddings]'")
         parts.append(("embeddings", Embeddings()))
     elif features != "ngrams":
         raise TrainingError(f"features {features!r}: expected one of {', '.join(FEATURES)}")
@@ -198,7 +206,7 @@ def train(
     """
     counts = check_trainable(examples)
     started = datetime.now(UTC)
-    names = FEATURES if features == "auto" else (features,)
+    names = available_features() if features == "auto" else (features,)
     measured = {name: cross_validate(examples, folds, name) for name in names} if folds > 1 else {}
     chosen = choose_features(measured) if features == "auto" and measured else names[0]
     metrics = measured.get(chosen)
@@ -334,6 +342,10 @@ def load(path: Path, categories: Sequence[str] | None = None) -> Classifier:
     steps = model.named_steps if isinstance(model, Pipeline) else {}
     if not isinstance(steps.get("classifier"), SoftmaxLinearSVC) or "features" not in steps:
         raise ModelError(path, f"it holds a {type(model).__name__}, not a model written by `mailtriage train`")
+    reads = [part for _, part in steps["features"].transformer_list]
+    if any(isinstance(part, Embeddings) for part in reads) and "ngrams+embeddings" not in available_features():
+        raise ModelError(path, "it reads word embeddings, which need the wordllama package: "
+                         "pip install 'mailtriage[embeddings]'")  # fmt: skip
     classifier = Classifier(model, metadata)
     if categories is not None:
         check_categories(path, classifier.categories, categories)

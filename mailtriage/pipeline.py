@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from mailtriage import logline
-from mailtriage.actions import Actions, Triage
+from mailtriage.actions import Actions, Triage, one_by_one
 from mailtriage.cursor import batches, unread
 from mailtriage.deadlines import Policy
 from mailtriage.mailbox import Mailbox
@@ -22,7 +22,7 @@ from mailtriage.store import MessageRecord, Outcome, Status, Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CycleOptions", "CycleReport", "Triage", "no_stages", "run_cycle"]
+__all__ = ["CycleOptions", "CycleReport", "Triage", "no_stages", "one_by_one", "run_cycle"]
 
 
 @dataclass(frozen=True)
@@ -129,30 +129,66 @@ class Cycle:
 
     def _record_batch(self, batch: list[RawMessage]) -> tuple[dict[int, ParsedEmail], bool]:
         """Record each message of a fetched batch, or note where it is if it is known: the new ones parsed by UID,
-        and whether the cycle was asked to stop."""
+        and whether the cycle was asked to stop. The batch's customer messages are classified in one call."""
         name = self.mailbox.name
         hashes = [hash_content(raw.data, raw.whole_size) for raw in batch]
         known: dict[str, MessageRecord | None] = dict(self.store.messages.known(name, hashes))
-        parsed: dict[int, ParsedEmail] = {}
+        new: list[tuple[RawMessage, ParsedEmail]] = []
+        copies: list[tuple[RawMessage, str]] = []  # of a message new in this batch: seen again once it is recorded
+        stopped = False
         for raw, content_hash in zip(batch, hashes, strict=True):
-            if content_hash in known:
-                record = known[content_hash] or self.store.messages.known(name, [content_hash])[content_hash]
+            if content_hash not in known:
+                new.append((raw, self._parse(raw)))
+                known[content_hash] = None
+            elif (record := known[content_hash]) is not None:
                 self._seen_again(record, raw)
             else:
-                parsed[raw.uid] = self._record(raw)
-                known[content_hash] = None  # recorded just now: another copy in this batch is seen again
+                copies.append((raw, content_hash))
             if self.should_stop():
                 log.info("mailbox %s: stopping after UID %s as asked", name, raw.uid)
-                return parsed, True
-        return parsed, False
+                stopped = True
+                break
+        classified = self._classify([(raw, parsed) for raw, parsed in new if self._triaged(raw, parsed)])
+        for raw, parsed in new:
+            self._record(raw, parsed, classified.get(raw.uid))
+        for raw, content_hash in copies:
+            self._seen_again(self.store.messages.known(name, [content_hash])[content_hash], raw)
+        return {raw.uid: parsed for raw, parsed in new}, stopped
 
-    def _record(self, raw: RawMessage) -> ParsedEmail:
-        """Parse, decide on and record one new message; its changes on the server come after the record is
-        committed."""
+    def _parse(self, raw: RawMessage) -> ParsedEmail:
+        return parse_message(raw.data, internal_date=raw.internal_date, own_addresses=self.options.own_addresses,
+                             whole_size=raw.whole_size)  # fmt: skip
+
+    def _triaged(self, raw: RawMessage, parsed: ParsedEmail) -> bool:
+        """Whether a new message is triaged: customer mail, unless it is history before the backfill window."""
+        return parsed.kind is MessageKind.CUSTOMER and not self._history(raw)
+
+    def _history(self, raw: RawMessage) -> bool:
+        return self.skip_before is not None and (raw.internal_date or self.clock()) < self.skip_before
+
+    def _classify(self, messages: list[tuple[RawMessage, ParsedEmail]]) -> dict[int, Classification | Exception | None]:
+        """The classification of each message by UID, the batch in one call; when that call fails, each message
+        alone, so that only the one the stage fails on is left for a human."""
+        if not messages:
+            return {}
+        try:
+            classifications = self.stages.classify([parsed for _, parsed in messages])
+            return dict(zip([raw.uid for raw, _ in messages], classifications, strict=True))
+        except Exception:  # which message it was is found below, one at a time
+            pass
+        classified: dict[int, Classification | Exception | None] = {}
+        for raw, parsed in messages:
+            try:
+                classified[raw.uid] = self.stages.classify([parsed])[0]
+            except Exception as exc:  # a failing stage must not stop the cycle; the message is kept for a human
+                log.exception("mailbox %s: UID %s %s: triage failed", self.mailbox.name, raw.uid, parsed.message_id)
+                classified[raw.uid] = exc
+        return classified
+
+    def _record(self, raw: RawMessage, parsed: ParsedEmail, classified: Classification | Exception | None) -> None:
+        """Decide on and record one new message; its changes on the server come after the record is committed."""
         now = self.clock()
-        parsed = parse_message(raw.data, internal_date=raw.internal_date, own_addresses=self.options.own_addresses,
-                               whole_size=raw.whole_size)  # fmt: skip
-        outcome = self._decide(raw, parsed, now)
+        outcome = self._decide(raw, parsed, classified, now)
         self.store.messages.record(self.mailbox.name, raw, parsed, outcome, now)
         counted = {Status.FAILED: "failed", Status.SKIPPED: "skipped"}.get(outcome.status, "new")
         setattr(self.report, counted, getattr(self.report, counted) + 1)
@@ -164,26 +200,29 @@ class Cycle:
                       defects)  # fmt: skip
         else:
             log.info("%s: %s%s", line, _decided(outcome, parsed), defects)
-        return parsed
 
-    def _decide(self, raw: RawMessage, parsed: ParsedEmail, now: datetime) -> Outcome:
+    def _decide(
+        self, raw: RawMessage, parsed: ParsedEmail, classified: Classification | Exception | None, now: datetime
+    ) -> Outcome:
         """What becomes of a message: mail not from a customer (auto-replies, bounces, bulk mail, our own) and
         history before the backfill window are recorded and never triaged; a stage that fails leaves the message
         for a human, and the cycle goes on."""
-        if self.skip_before is not None and (raw.internal_date or now) < self.skip_before:
+        if self._history(raw):
             return Outcome(Status.SKIPPED, note="it arrived before the backfill window of the mailbox's first sync")
         if parsed.kind is not MessageKind.CUSTOMER:
             return Outcome(Status.SKIPPED)
-        classification, decision = None, None
+        if isinstance(classified, Exception):
+            failed = Outcome(Status.FAILED, error=_failure(classified))
+            return self._with_deadline(failed, parsed, raw.internal_date or now)
+        decision = None
         try:
-            classification = self.stages.classify(parsed)
-            if classification is not None and self.stages.route is not None:
-                decision = self.stages.route(parsed, classification)
+            if classified is not None and self.stages.route is not None:
+                decision = self.stages.route(parsed, classified)
         except Exception as exc:  # a failing stage must not stop the cycle; the message is kept for a human
             log.exception("mailbox %s: UID %s %s: triage failed", self.mailbox.name, raw.uid, parsed.message_id)
-            outcome = Outcome(Status.FAILED, classification, decision, f"{type(exc).__name__}: {exc}")
+            outcome = Outcome(Status.FAILED, classified, decision, _failure(exc))
         else:
-            outcome = Outcome(_status(classification, decision), classification, decision)
+            outcome = Outcome(_status(classified, decision), classified, decision)
         return self._with_deadline(outcome, parsed, raw.internal_date or now)
 
     def _with_deadline(self, outcome: Outcome, parsed: ParsedEmail, received: datetime) -> Outcome:
@@ -208,6 +247,10 @@ class Cycle:
         self.report.skipped += 1
         self.report.count("already-recorded")
         log.info("mailbox %s: UID %s %s: already recorded (%s)", known.mailbox, raw.uid, known.message_id, reason)
+
+
+def _failure(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _status(classification: Classification | None, decision: RouteDecision | None) -> Status:

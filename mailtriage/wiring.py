@@ -4,7 +4,7 @@ sweeps and jobs beside it, and the hooks after it. The one place that knows how 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -133,7 +133,9 @@ def deadline_sweep(settings: Settings, store: Store, policy: Policy, clock: Cloc
     return Sweep("deadlines", run, d.sweep_interval)
 
 
-def triage_from_settings(settings: Settings, classify: Callable[[ParsedEmail], Classification]) -> Triage:
+def triage_from_settings(
+    settings: Settings, classify: Callable[[Sequence[ParsedEmail]], Sequence[Classification | None]]
+) -> Triage:
     """Classification, then the configured routing and drafts."""
     from mailtriage.draft import Drafter
     from mailtriage.notify import Notifier

@@ -8,7 +8,7 @@ import pytest
 from mailtriage.draft import Draft
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.models import Classification, ParsedEmail, RouteDecision
-from mailtriage.pipeline import CycleOptions, Triage, run_cycle
+from mailtriage.pipeline import CycleOptions, Triage, one_by_one, run_cycle
 from mailtriage.store import Store
 from tests.helpers import order_mail
 
@@ -116,7 +116,7 @@ def test_a_stage_that_fails_on_one_message_leaves_it_recorded_as_failed_and_the_
 
     mailbox = MemoryMailbox()
     fill(mailbox, 3)
-    report = run_cycle(mailbox, store, now=clock, stages=Triage(classify=stages))
+    report = run_cycle(mailbox, store, now=clock, stages=Triage(classify=one_by_one(stages)))
     assert (report.new, report.failed) == (2, 1)
     failed = [r for r in store.messages.all() if r.status == "failed"]
     assert [(r.subject, r.error) for r in failed] == [("Order 1 is late", "ValueError: template missing")]
@@ -158,7 +158,7 @@ def test_history_older_than_the_backfill_window_of_the_first_sync_is_recorded_bu
     for n, age in enumerate([30, 20, 1]):
         mailbox.append("INBOX", order_mail(n), internal_date=NOW - timedelta(days=age))
     options = CycleOptions(backfill_days=7, max_per_cycle=1)
-    triage = Triage(classify=lambda parsed: Classification("billing", "billing", 0.9, "en", "m"))
+    triage = Triage(classify=one_by_one(lambda parsed: Classification("billing", "billing", 0.9, "en", "m")))
     reports = [run_cycle(mailbox, store, now=clock, options=options, stages=triage) for _ in range(3)]
     assert [(r.new, r.skipped) for r in reports] == [(0, 1), (0, 1), (1, 0)]
     assert [(r.status, r.category) for r in store.messages.all()] == [
@@ -186,7 +186,7 @@ def test_where_the_server_cannot_move_a_routed_message_keeps_its_keywords_in_pla
     fill(mailbox, 1)
     decision = RouteDecision("billing", "model", "confident", folder="Support/Billing", keywords=("$Billing",))
     triage = Triage(
-        classify=lambda parsed: Classification("billing", "billing", 0.9, "en", "m"),
+        classify=one_by_one(lambda parsed: Classification("billing", "billing", 0.9, "en", "m")),
         route=lambda parsed, classification: decision,
     )
     run_cycle(mailbox, store, now=clock, stages=triage)
@@ -214,7 +214,7 @@ def test_a_message_moved_before_a_crash_could_audit_it_is_audited_as_found_moved
     fill(mailbox, 1)
     decision = RouteDecision("billing", "model", "confident", folder="Support/Billing")
     triage = Triage(
-        classify=lambda parsed: Classification("billing", "billing", 0.9, "en", "m"),
+        classify=one_by_one(lambda parsed: Classification("billing", "billing", 0.9, "en", "m")),
         route=lambda parsed, classification: decision,
     )
     with pytest.raises(SystemExit):
@@ -235,7 +235,7 @@ def test_each_triaged_message_gets_one_log_line_naming_sender_subject_category_c
     mailbox.append("INBOX", order_mail(32, headers="Auto-Submitted: auto-replied\r\n"))
     decision = RouteDecision("defect-complaint", "model", "confident", folder="Support/Defects", template="t")
     triage = Triage(
-        classify=lambda parsed: Classification("defect-complaint", "defect-complaint", 0.9712, "en", "m"),
+        classify=one_by_one(lambda parsed: Classification("defect-complaint", "defect-complaint", 0.9712, "en", "m")),
         route=lambda parsed, classification: decision,
         draft=lambda parsed, template, language, now, due: Draft(
             b"Subject: Re\r\n\r\nHi\r\n", "t/en", "0" * 64, "x", "y"

@@ -8,7 +8,7 @@ import pytest
 from mailtriage.draft import Draft
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.models import Classification, ParsedEmail, RouteDecision
-from mailtriage.pipeline import Triage
+from mailtriage.pipeline import Triage, one_by_one
 from mailtriage.scheduler import NO_SKIPPED_RUNS, Daemon, Duties, backoff
 from mailtriage.settings import ScheduleSettings
 from mailtriage.store import Store
@@ -36,7 +36,7 @@ def test_an_unexpected_error_in_one_mailboxs_cycle_is_logged_and_the_other_mailb
     mailboxes = [MemoryMailbox("first"), MemoryMailbox("second")]
     for mailbox, subject in zip(mailboxes, ("Broken", "Fine"), strict=True):
         mailbox.append("INBOX", f"From: a@example.org\r\nSubject: {subject}\r\n\r\nMy kettle.\r\n".encode())
-    stages = Triage(classify=classify, route=route, draft=draft)
+    stages = Triage(classify=one_by_one(classify), route=route, draft=draft)
     daemon = Daemon(mailboxes, store, ScheduleSettings(), Duties(stages=stages))
     with caplog.at_level(logging.INFO):
         first, second = daemon.run_once()

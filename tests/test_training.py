@@ -11,7 +11,7 @@ from mailtriage import classify
 from mailtriage.mailbox.imap import ImapMailbox
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.models import Classification, ParsedEmail
-from mailtriage.pipeline import Triage, run_cycle
+from mailtriage.pipeline import Triage, one_by_one, run_cycle
 from mailtriage.store import Store
 from mailtriage.training import folder_examples, retrain, store_examples
 from tests.dovecot import Account
@@ -60,7 +60,7 @@ def test_train_from_store_learns_the_category_each_message_ended_up_in(store: St
     mailbox = MemoryMailbox()
     for n, subject in enumerate(["invoice wrong", "hello", "invoice missing"]):
         mailbox.append("INBOX", f"From: c{n}@example.com\nSubject: {subject}\n\nText {n}.\n".encode())
-    run_cycle(mailbox, store, now=lambda: NOW, stages=Triage(classify=stages))
+    run_cycle(mailbox, store, now=lambda: NOW, stages=Triage(classify=one_by_one(stages)))
     examples = store_examples(store, fallback="needs-triage")
     assert [(e.text.splitlines()[0], e.label) for e in examples] == [
         ("invoice wrong", "billing"),

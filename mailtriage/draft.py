@@ -12,14 +12,16 @@ from email import policy
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from mailtriage.compliance import approval_problem, read_approvals
+from mailtriage.compliance import MANIFEST, approval_problem, read_approvals
 from mailtriage.errors import TemplateError
 from mailtriage.models import Address, ParsedEmail
 from mailtriage.policy import Policy
 from mailtriage.settings import DraftSettings
-from mailtriage.templates import Templates, read_sources, render_sources
+from mailtriage.stamps import Stamped
+from mailtriage.templates import Sources, Templates, read_sources, render_sources
 
 ANSWERS_HEADER = "X-Mailtriage-Answers"
 """Names the message a draft answers by its Message-ID, for people and mail clients to read."""
@@ -255,6 +257,10 @@ class Drafter:
         self.target = target
         """When the message has no recorded due time (deadlines off), ``due`` is this after it arrived."""
         self.zone = zone
+        folder = templates.folder
+        self._sources = Stamped(lambda name: _with_files(folder, read_sources(folder, name)))
+        """Each template as last read and checked, read again when one of its files changed."""
+        self._approvals = Stamped(lambda manifest: (read_approvals(folder), [folder / manifest]))
 
     def __call__(
         self, parsed: ParsedEmail, template: str, language: str, now: datetime, due: datetime | None = None
@@ -263,8 +269,8 @@ class Drafter:
         fails to render, or renders text the lint refuses."""
         relative, used = self.templates.path(template, language)
         name = relative.removesuffix(".txt.j2")
-        approvals = read_approvals(self.templates.folder)
-        sources = read_sources(self.templates.folder, name)
+        approvals = self._approvals.get(MANIFEST)
+        sources = self._sources.get(name)
         problem = approval_problem(self.templates.folder, name, approvals, sources)
         if problem is not None:
             raise TemplateError(name, problem)
@@ -292,3 +298,7 @@ class Drafter:
         data = build_reply(parsed, body, used, from_address=self.from_address, now=now, to=to)
         shown = tuple(a.email for a in to)
         return Draft(data, name, approval.sha256, approval.approved_by, approval.approved_at, shown, note, body)
+
+
+def _with_files(folder: Path, sources: Sources) -> tuple[Sources, list[Path]]:
+    return sources, [folder / path for path in sources.files]

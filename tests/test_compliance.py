@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from html import escape
 from pathlib import Path
 
@@ -212,6 +214,34 @@ def test_the_daemon_drafts_nothing_from_a_template_whose_include_changed_since_i
     (folder / "snip" / "intro.txt").write_text(PHISHING)
     with pytest.raises(TemplateError, match="snip/intro.txt changed"):
         drafter(message, "billing", "en", NOW)
+
+
+def aged(folder: Path, seconds_ago: float = 3600) -> None:
+    """Every file in ``folder`` last modified an hour ago: old enough for a drafter to keep what it read."""
+    when = time.time() - seconds_ago
+    for path in folder.rglob("*"):
+        os.utime(path, (when, when))
+
+
+def test_a_drafter_reads_an_unchanged_template_once_and_a_changed_include_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mailtriage.draft
+
+    folder = with_include(tmp_path)
+    aged(folder)
+    reads: list[str] = []
+    monkeypatch.setattr(mailtriage.draft, "read_sources", lambda f, name: reads.append(name) or read_sources(f, name))
+    wording = DraftSettings(from_address="support@example.com", signature="S", reference_patterns=())
+    drafter = Drafter(Templates(folder, "en"), wording, POLICY)
+    message = parse_message(b"From: a@example.com\r\nSubject: Invoice\r\nMessage-ID: <i@x>\r\n\r\nMy invoice.\r\n")
+    for _ in range(3):
+        assert b"invoice" in drafter(message, "billing", "en", NOW).data
+    assert reads == ["billing/en"]
+    (folder / "snip" / "intro.txt").write_text(PHISHING)  # the include, not the template, and not the approvals
+    with pytest.raises(TemplateError, match="snip/intro.txt changed"):
+        drafter(message, "billing", "en", NOW)
+    assert reads == ["billing/en", "billing/en"]
 
 
 def test_text_is_rendered_exactly_as_it_was_checked_even_if_a_file_changes_in_between(tmp_path: Path) -> None:

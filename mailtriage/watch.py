@@ -257,7 +257,7 @@ def _flag(mailbox: Mailbox, store: Store, signal: Signal, now: datetime, report:
     message = signal.message
     try:
         if signal.channel == FLAG_SIGNAL:
-            mailbox.add_flags(message.folder, message.uid, FLAGS[signal.state])
+            mailbox.add_flags(message.folder, [message.uid], FLAGS[signal.state])
         else:
             mailbox.remove_flags(message.folder, message.uid, [FLAGS[signal.state][1]])
     except MailboxError as exc:

@@ -320,7 +320,7 @@ def test_a_keyword_that_could_not_be_taken_off_is_tried_again_at_the_next_sweep(
     mailbox.append("INBOX", question(9), internal_date=T0)
     run_cycle(mailbox, store, now=lambda: T0, options=CycleOptions(deadlines=POLICY))
     sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=20)))
-    mailbox.add_flags("INBOX", 1, ["\\Answered"])
+    mailbox.add_flags("INBOX", [1], ["\\Answered"])
     first = sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=21)))
     assert first.failed == 1 and SOON_KEYWORD in mailbox.flags("INBOX", [1])[1]
     second = sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=22)))
@@ -330,8 +330,8 @@ def test_a_keyword_that_could_not_be_taken_off_is_tried_again_at_the_next_sweep(
 def test_a_message_answered_before_its_warning_was_given_has_nothing_taken_off(store: Store) -> None:
     mailbox = memory_with(question(10))
     run_cycle(mailbox, store, now=lambda: T0, options=CycleOptions(deadlines=POLICY))
-    mailbox.add_flags("INBOX", 1, [SOON_KEYWORD])  # set by an agent, not by mailtriage
-    mailbox.add_flags("INBOX", 1, ["\\Answered"])
+    mailbox.add_flags("INBOX", [1], [SOON_KEYWORD])  # set by an agent, not by mailtriage
+    mailbox.add_flags("INBOX", [1], ["\\Answered"])
     sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=1)))
     assert SOON_KEYWORD in mailbox.flags("INBOX", [1])[1]
 

@@ -59,12 +59,18 @@ class Mailbox(Protocol):
         """Add a message (a draft) to ``folder`` with these flags."""
         ...
 
+    def append_many(self, folder: str, messages: Sequence[bytes], flags: Sequence[str] = ()) -> None:
+        """Add these messages to ``folder``, each with these flags: all of them or, on an error, none (IMAP:
+        one MULTIAPPEND, RFC 3502, where the server offers it; else one APPEND each, and an error may come after
+        some landed)."""
+        ...
+
     def find(self, folder: str, header: str, value: str) -> list[int]:
         """UIDs of the messages in ``folder`` whose header ``header`` contains ``value``."""
         ...
 
-    def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
-        """Set flags and keywords on a message; those it already has stay."""
+    def add_flags(self, folder: str, uids: Sequence[int], flags: Sequence[str]) -> None:
+        """Set flags and keywords on these messages (one request); those they already have stay."""
         ...
 
     def remove_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
@@ -76,6 +82,11 @@ class Mailbox(Protocol):
         """Move a message to ``destination``, creating that folder if it is missing. Never deletes anything else.
         False when this mailbox cannot move messages (it is left where it is). ``resume``: a move of it was begun
         before, and may have left a copy in ``destination``, which is not made twice."""
+        ...
+
+    def move_many(self, folder: str, uids: Sequence[int], destination: str) -> bool:
+        """``move`` for several messages none of which a move was begun for before, in one request where the
+        server allows (IMAP: one UID MOVE; or one COPY, then UID EXPUNGE of exactly these UIDs)."""
         ...
 
     # Waiting for new mail, beside the poll.

@@ -44,6 +44,9 @@ from mailtriage.settings import Auth, MailboxSettings, Security
 
 log = logging.getLogger(__name__)
 
+MULTIAPPEND_BYTES = 8 * 1024 * 1024
+"""Drafts are appended in MULTIAPPEND commands of about this much at most: a server caps a command's size."""
+
 
 class ImapMailbox:
     """One IMAP account; connects on first use and again after any failure."""
@@ -258,7 +261,22 @@ class ImapMailbox:
             self._ensure_folder(client, folder, name)
             client.append(name, data, flags=tuple(flags))
 
-    def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+    def append_many(self, folder: str, messages: Sequence[bytes], flags: Sequence[str] = ()) -> None:
+        """One MULTIAPPEND (RFC 3502) per MULTIAPPEND_BYTES of messages where the server offers it: the server
+        adds all of them or none. Else one APPEND each, on the one connection."""
+        if not messages:
+            return
+        with self._session(f"appending {len(messages)} messages to {folder}") as client:
+            name = self._server_name(client, folder)
+            self._ensure_folder(client, folder, name)
+            if len(messages) == 1 or not client.has_capability("MULTIAPPEND"):
+                for data in messages:
+                    client.append(name, data, flags=tuple(flags))
+                return
+            for chunk in _chunks(messages, MULTIAPPEND_BYTES):
+                client.multiappend(name, [{"msg": data, "flags": tuple(flags)} for data in chunk])
+
+    def add_flags(self, folder: str, uids: Sequence[int], flags: Sequence[str]) -> None:
         """Set flags and keywords; keywords the folder cannot keep (its PERMANENTFLAGS has no ``\\*``, as on
         Exchange Online) are left out, with a warning once per folder, rather than failing the whole change."""
         with self._session(f"setting flags in {folder}") as client:
@@ -270,10 +288,10 @@ class ImapMailbox:
                             self.name, folder, ", ".join(dropped))  # fmt: skip
             if not kept:
                 return
-            client.add_flags([uid], kept, silent=True)
+            client.add_flags(list(uids), kept, silent=True)
             labels = [flag for flag in kept if not flag.startswith("\\")]
             if labels and client.has_capability("X-GM-EXT-1"):  # Gmail shows labels, not keywords
-                client.add_gmail_labels([uid], labels, silent=True)
+                client.add_gmail_labels(list(uids), labels, silent=True)
 
     def remove_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
         with self._session(f"removing flags in {folder}") as client:
@@ -300,24 +318,42 @@ class ImapMailbox:
             if method is MoveMethod.MOVE:
                 client.move([uid], target)
             else:
-                self._copy_then_expunge(client, source, uid, destination, target, resume)
+                self._copy_then_expunge(client, source, [uid], destination, target, resume)
         return True
 
-    def _copy_then_expunge(self, client: Any, source: View, uid: int, destination: str, target: str,
+    def move_many(self, folder: str, uids: Sequence[int], destination: str) -> bool:
+        if not uids:
+            return True
+        with self._session(f"moving {len(uids)} messages from {folder} to {destination}") as client:
+            method = move_method(client)
+            if method is MoveMethod.NONE:
+                return False
+            target = self._server_name(client, destination)
+            self._ensure_folder(client, destination, target)
+            source = self._writable(client, self._server_name(client, folder))
+            if method is MoveMethod.MOVE:
+                client.move(list(uids), target)
+            else:
+                self._copy_then_expunge(client, source, uids, destination, target, resume=False)
+        return True
+
+    def _copy_then_expunge(self, client: Any, source: View, uids: Sequence[int], destination: str, target: str,
                            resume: bool) -> None:  # fmt: skip
-        """What MOVE does, in three steps that lose nothing: the copy is made and confirmed (COPYUID) before the
-        original is marked ``\\Deleted``, and only that UID is expunged (UID EXPUNGE), never another message."""
-        if not (resume and self._copied(client, source, uid, target)):
+        """What MOVE does, in three steps that lose nothing: the copies are made and confirmed (COPYUID) before
+        the originals are marked ``\\Deleted``, and only those UIDs are expunged (UID EXPUNGE), never another
+        message. ``resume`` (one message): a copy already made is not made again."""
+        if not (resume and len(uids) == 1 and self._copied(client, source, uids[0], target)):
             self._writable(client, source.folder)
-            answer = copy(client, uid, target)
+            answer = copy(client, uids, target)
             copied = copyuid(answer)
-            if copied is None or uid not in copied:
-                said = f"no COPYUID in {as_text(answer)!r}"
-                raise MailboxError(self.name, f"COPY of UID {uid} to {destination} was not confirmed ({said}): the "
-                                   "message stays where it is", retryable=False)  # fmt: skip
+            if copied is None or any(uid not in copied for uid in uids):
+                said = f"no COPYUID in {as_text(answer)!r}" if copied is None else "COPYUID names other messages"
+                which = f"UID {uids[0]}" if len(uids) == 1 else f"UIDs {', '.join(map(str, uids))}"
+                raise MailboxError(self.name, f"COPY of {which} to {destination} was not confirmed ({said}): the "
+                                   "messages stay where they are", retryable=False)  # fmt: skip
         self._writable(client, source.folder)
-        client.add_flags([uid], ["\\Deleted"], silent=True)
-        client.uid_expunge([uid])
+        client.add_flags(list(uids), ["\\Deleted"], silent=True)
+        client.uid_expunge(list(uids))
         self._view = None  # EXPUNGE changed the folder: the next look examines it anew
 
     def _copied(self, client: Any, source: View, uid: int, target: str) -> bool:
@@ -445,3 +481,17 @@ class ImapMailbox:
                 return False
             finally:
                 client.idle_done()
+
+
+def _chunks(messages: Sequence[bytes], limit: int) -> Iterator[list[bytes]]:
+    """The messages in order, in runs of at most ``limit`` bytes (a bigger message is a run of its own)."""
+    run: list[bytes] = []
+    size = 0
+    for data in messages:
+        if run and size + len(data) > limit:
+            yield run
+            run, size = [], 0
+        run.append(data)
+        size += len(data)
+    if run:
+        yield run

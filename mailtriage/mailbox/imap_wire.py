@@ -70,11 +70,12 @@ def uid_set(text: bytes) -> list[int]:
     return uids
 
 
-def copy(client: Any, uid: int, folder: str) -> bytes:
-    """``UID COPY`` of one message, answering the server's text with its COPYUID code. imapclient's ``copy``
+def copy(client: Any, uids: Sequence[int], folder: str) -> bytes:
+    """``UID COPY`` of these messages, answering the server's text with its COPYUID code. imapclient's ``copy``
     returns only untagged answers, and servers put COPYUID in the tagged OK (Dovecot, Courier) or in an untagged
     OK (Cyrus, for MOVE): both are looked at."""
-    typ, data = client._raw_command(b"COPY", [str(uid).encode(), client._normalise_folder(folder)], uid=True)
+    uid_list = ",".join(str(uid) for uid in uids).encode()
+    typ, data = client._raw_command(b"COPY", [uid_list, client._normalise_folder(folder)], uid=True)
     client._checkok("copy", typ, data)
     untagged = client._imap.untagged_responses.pop("COPYUID", None)
     said = b" ".join(part for part in data if isinstance(part, bytes))

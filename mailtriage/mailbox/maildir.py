@@ -152,12 +152,17 @@ class MaildirMailbox:
             if any(value in str(v) for v in box.get_message(key).get_all(header) or [])
         )
 
-    def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
+    def append_many(self, folder: str, messages: Sequence[bytes], flags: Sequence[str] = ()) -> None:
+        for data in messages:
+            self.append(folder, data, flags)
+
+    def add_flags(self, folder: str, uids: Sequence[int], flags: Sequence[str]) -> None:
         box, uid_map = self._refresh(folder)
-        key = {u: k for k, u in uid_map.uids.items()}[uid]
-        message = box.get_message(key)
-        message.add_flag("".join(letter for letter, flag in _FLAGS.items() if flag in flags))
-        box[key] = message
+        keys = {u: k for k, u in uid_map.uids.items()}
+        for uid in uids:
+            message = box.get_message(keys[uid])
+            message.add_flag("".join(letter for letter, flag in _FLAGS.items() if flag in flags))
+            box[keys[uid]] = message
 
     def remove_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
         box, uid_map = self._refresh(folder)
@@ -175,6 +180,9 @@ class MaildirMailbox:
         self._writable_folder(destination).add(box.get_message(key))
         box.remove(key)  # the copy is in place first: a crash between leaves two copies, never none
         return True
+
+    def move_many(self, folder: str, uids: Sequence[int], destination: str) -> bool:
+        return all([self.move(folder, uid, destination) for uid in uids])
 
     def twin(self) -> MaildirMailbox:
         return MaildirMailbox(self.name, self.path, self.inbox)

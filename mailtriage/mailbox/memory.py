@@ -103,9 +103,14 @@ class MemoryMailbox:
         data, _old, date = self._folders[folder].messages[uid]
         self._folders[folder].messages[uid] = (data, frozenset(flags), date)
 
-    def add_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
-        data, old, date = self._folders[folder].messages[uid]
-        self._folders[folder].messages[uid] = (data, old | frozenset(flags), date)
+    def append_many(self, folder: str, messages: Sequence[bytes], flags: Sequence[str] = ()) -> None:
+        for data in messages:
+            self.append(folder, data, flags)
+
+    def add_flags(self, folder: str, uids: Sequence[int], flags: Sequence[str]) -> None:
+        for uid in uids:
+            data, old, date = self._folders[folder].messages[uid]
+            self._folders[folder].messages[uid] = (data, old | frozenset(flags), date)
 
     def remove_flags(self, folder: str, uid: int, flags: Sequence[str]) -> None:
         if uid in self._folders[folder].messages:
@@ -116,6 +121,9 @@ class MemoryMailbox:
         data, flags, date = self._folders[folder].messages.pop(uid)
         self.append(destination, data, flags, date)
         return True
+
+    def move_many(self, folder: str, uids: Sequence[int], destination: str) -> bool:
+        return all([self.move(folder, uid, destination) for uid in uids])
 
     def twin(self) -> MemoryMailbox:
         return self  # one memory: the same folders

@@ -111,10 +111,12 @@ class Actions:
         folder = self.mailbox.special_folder("drafts") or "Drafts"
         failed: set[int] = set()
         fresh: list[tuple[_Work, Draft]] = []
-        for item in (item for item in work if item.decision.template):
+        drafting = [item for item in work if item.decision.template]
+        begun = self.store.audit.having([item.record.id for item in drafting], "draft-appending")
+        for item in drafting:
             record = item.record
             try:
-                if self.store.audit.has(record.id, "draft-appending"):
+                if record.id in begun:
                     self._draft_again(item, folder)
                     continue
                 assert item.decision.template is not None
@@ -190,9 +192,11 @@ class Actions:
 
     def _notifications(self, work: list[_Work]) -> list[_Work]:
         send = self.stages.notify
-        for item in work:
-            decision, record = item.decision, item.record
-            if decision.notify and send is not None and not self.store.audit.has(record.id, "notified"):
+        telling = [item for item in work if item.decision.notify and send is not None]
+        told = self.store.audit.having([item.record.id for item in telling], "notified")
+        for item in telling:
+            if item.record.id not in told:
+                assert send is not None
                 self._notify(send, item)
         return work
 
@@ -205,8 +209,9 @@ class Actions:
             if item.decision.folder:
                 groups.setdefault((item.record.folder, item.decision.folder), []).append(item)
         failed: set[int] = set()
+        begun = self.store.audit.having([item.record.id for items in groups.values() for item in items], "move-begun")
         for (folder, destination), items in groups.items():
-            resumed = [item for item in items if self.store.audit.has(item.record.id, "move-begun")]
+            resumed = [item for item in items if item.record.id in begun]
             fresh = [item for item in items if item not in resumed]
             with self.store.batch():  # committed before the move: after a crash, the move is resumed
                 for item in fresh:

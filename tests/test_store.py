@@ -71,3 +71,17 @@ def test_a_database_whose_driver_is_missing_says_what_to_install() -> None:
         pytest.skip("psycopg is installed here: no missing driver to show")
     with pytest.raises(StoreError, match=r"driver is not installed .*pip install 'psycopg\[binary\]'"):
         Store("postgresql://support@db.example.com/mailtriage")
+
+
+def test_the_audit_log_says_in_one_query_which_messages_have_an_event(store: Store) -> None:
+    ids = [
+        store.messages.record("support", RawMessage("INBOX", 7, uid, DATA), parse_message(DATA),
+                              Outcome(Status.UNCLASSIFIED), NOW)
+        for uid in range(1, 5)
+    ]  # fmt: skip
+    for message in ids[:3]:
+        store.audit.add("support", "draft-appending" if message != ids[1] else "moved", {}, now=NOW, message=message)
+    store.audit.add("support", "draft-appending", {}, now=NOW, message=ids[0])  # twice: still one message
+    assert store.audit.having(ids, "draft-appending") == {ids[0], ids[2]}
+    assert store.audit.having(ids, "moved") == {ids[1]} and store.audit.having([], "moved") == set()
+    assert store.audit.having(ids, "draft-appending") == {m for m in ids if store.audit.has(m, "draft-appending")}

@@ -245,6 +245,8 @@ class ClassifierSettings(Section):
     """None: the default model, built from the seed set on first use and kept in the user's cache folder."""
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     fallback: str = Field(default="needs-triage", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    features: Literal["auto", "ngrams", "ngrams+embeddings"] = "auto"
+    """What a model trained by ``train`` or the scheduled retrain reads (``classify.choose_features``)."""
     retrain: str | None = None
     training_folders: dict[str, str] = Field(default_factory=dict)
 

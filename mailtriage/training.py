@@ -109,12 +109,18 @@ def default_sources(settings: Settings, store: Store) -> tuple[list[Example], li
     return examples, sources
 
 
-def retrain(model_path: Path, examples: Sequence[Example], sources: Sequence[str], live_macro_f1: float | None) -> bool:
+def retrain(
+    model_path: Path,
+    examples: Sequence[Example],
+    sources: Sequence[str],
+    live_macro_f1: float | None,
+    features: str = "auto",
+) -> bool:
     """Train a new model and put it in place of the live one only if its cross-validated macro-F1 is not lower.
 
     Returns whether the live model was replaced; logs both figures either way.
     """
-    trained = train(examples, sources=sources)
+    trained = train(examples, sources=sources, features=features)
     new = float(trained.metadata["cross_validation"]["macro_f1"])
     if live_macro_f1 is not None and new < live_macro_f1:
         log.warning(

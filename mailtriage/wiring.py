@@ -89,7 +89,7 @@ def retrain_jobs(
         live = predictor.classifier.metadata.get("cross_validation") or {}
         path = settings.classifier.model
         assert path is not None  # a scheduled retrain needs a model path (Settings checks it)
-        if retrain(path, examples, sources, live.get("macro_f1")):
+        if retrain(path, examples, sources, live.get("macro_f1"), settings.classifier.features):
             predictor.classifier = load(path, settings.category_names())
 
     return [(scheduled_retrain, CronTrigger.from_crontab(settings.classifier.retrain, timezone=UTC))]

@@ -45,6 +45,8 @@ def _classifier(model: Path | None, settings: Settings | None) -> Classifier:
               help="Include the shipped seed mails (the default when no other source is given).")  # fmt: skip
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Model file to write.")
 @click.option("--cv", "folds", default=5, show_default=True, help="Cross-validation folds for the metrics.")
+@click.option("--features", type=click.Choice(["auto", "ngrams", "ngrams+embeddings"]),
+              help="What the model reads (default: classifier.features, else auto).")  # fmt: skip
 @click.pass_context
 @errors_as_lines
 def train(
@@ -58,6 +60,7 @@ def train(
     use_seed: bool | None,
     out: Path | None,
     folds: int,
+    features: str | None,
 ) -> None:
     """Train the classifier and write it with its metadata (categories, counts, cross-validated metrics).
 
@@ -69,6 +72,7 @@ def train(
       mailtriage train                                   # the shipped seed set, en/fr/de
       mailtriage train --data tickets.csv --label-column category --out models/ours.skops
       mailtriage train --eml ./labelled-mail --seed
+      mailtriage train --data banking77.csv --label-column category --features ngrams+embeddings
       mailtriage --config mailtriage.toml train --from-store --seed
     """
     from mailtriage import classify, training
@@ -77,9 +81,14 @@ def train(
     sources = training.Sources(data, text_column, label_column, eml_dirs, from_store, from_folders, use_seed)
     examples, names = training.gather(sources, settings)
     path = out or (settings.classifier.model if settings else None) or Path("models/default.skops")
-    metadata = classify.save(classify.train(examples, folds=folds, sources=names), path)
+    chosen = features or (settings.classifier.features if settings else "auto")
+    metadata = classify.save(classify.train(examples, folds=folds, sources=names, features=chosen), path)
     click.echo(f"wrote {path} (version {metadata['version']}): {len(examples)} examples, "
-               f"{len(metadata['categories'])} categories, trained in {metadata['training_seconds']} s")  # fmt: skip
+               f"{len(metadata['categories'])} categories, reading {metadata['features']}, trained in "
+               f"{metadata['training_seconds']} s")  # fmt: skip
+    for name, scores in (metadata.get("feature_choice") or {}).items():
+        languages = ", ".join(f"{language} {f1:.3f}" for language, f1 in scores["per_language"].items())
+        click.echo(f"  {name}: cross-validated macro-F1 {scores['macro_f1']:.3f} ({languages})")
     cv = metadata["cross_validation"]
     if cv:
         click.echo(

@@ -23,6 +23,7 @@ from mailtriage.mailbox.folders import INBOX, Found, Namespace, listed, special_
 from mailtriage.mailbox.imap_wire import (
     NEW_MAIL,
     View,
+    append_all,
     as_text,
     ask_namespace,
     aware,
@@ -31,21 +32,20 @@ from mailtriage.mailbox.imap_wire import (
     context,
     copy,
     copyuid,
+    fetch_chunk,
     fetched_uids,
     holds_copy,
     move_method,
     named,
     quietly_close,
     storable,
+    tls_context,
 )
 from mailtriage.mailbox.server import MoveMethod, ServerProfile
 from mailtriage.models import FolderStatus, RawMessage
 from mailtriage.settings import Auth, MailboxSettings, Security
 
 log = logging.getLogger(__name__)
-
-MULTIAPPEND_BYTES = 8 * 1024 * 1024
-"""Drafts are appended in MULTIAPPEND commands of about this much at most: a server caps a command's size."""
 
 
 class ImapMailbox:
@@ -71,11 +71,11 @@ class ImapMailbox:
             return self._client
         s = self.settings
         client = imapclient.IMAPClient(
-            s.host, port=s.effective_port, ssl=s.security is Security.TLS, ssl_context=self._tls(), timeout=s.timeout
+            s.host, port=s.effective_port, ssl=s.security is Security.TLS, ssl_context=tls_context(s), timeout=s.timeout
         )
         try:
             if s.security is Security.STARTTLS:
-                client.starttls(self._tls())
+                client.starttls(tls_context(s))
             assert s.secret is not None and s.username is not None  # guaranteed by MailboxSettings
             secret = s.secret.read(f"mailbox {s.name!r}", "secret")
             if s.auth is Auth.XOAUTH2:
@@ -90,13 +90,6 @@ class ImapMailbox:
         self._view = None
         log.debug("mailbox %s: connected to %s:%s", self.name, s.host, s.effective_port)
         return client
-
-    def _tls(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.settings.ca_file) if self.settings.ca_file else None)
-        if not self.settings.tls_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
 
     @contextmanager
     def _session(self, doing: str = "") -> Iterator[Any]:
@@ -205,7 +198,7 @@ class ImapMailbox:
             with self._session(f"fetching from {folder}") as client:
                 if self._opened(client, server_folder).uidvalidity != uidvalidity:
                     return  # renumbered meanwhile: the next cycle resyncs
-                found = self._fetch_chunk(client, chunk, sizes, headers_only)
+                found = fetch_chunk(client, chunk, sizes, headers_only)
             for uid in sorted(found):
                 data, item = found[uid]
                 yield RawMessage(
@@ -217,27 +210,6 @@ class ImapMailbox:
                     internal_date=aware(item.get(b"INTERNALDATE")),
                     whole_size=sizes[uid] if sizes[uid] > READ_BYTES else None,
                 )
-
-    @staticmethod
-    def _fetch_chunk(
-        client: Any, chunk: list[int], sizes: dict[int, int], headers_only: bool
-    ) -> dict[int, tuple[bytes, dict[bytes, Any]]]:
-        """(bytes, FETCH items) by UID: the header section, the whole message, or, for one bigger than
-        READ_BYTES, its first READ_BYTES (a partial fetch: the server never sends the rest)."""
-        if headers_only:
-            requests = [(chunk, "BODY.PEEK[HEADER]", b"BODY[HEADER]")]
-        else:
-            whole = [uid for uid in chunk if sizes[uid] <= READ_BYTES]
-            part = [uid for uid in chunk if sizes[uid] > READ_BYTES]
-            requests = [(whole, "BODY.PEEK[]", b"BODY[]"), (part, f"BODY.PEEK[]<0.{READ_BYTES}>", b"BODY[]<0>")]
-        found: dict[int, tuple[bytes, dict[bytes, Any]]] = {}
-        for uids, section, key in requests:
-            if not uids:
-                continue
-            for uid, item in client.fetch(uids, [section, "FLAGS", "INTERNALDATE"]).items():
-                if key in item:
-                    found[uid] = (bytes(item.pop(key)), item)
-        return found
 
     def flags(self, folder: str, uids: Sequence[int]) -> dict[int, frozenset[str]]:
         if not uids:
@@ -262,19 +234,13 @@ class ImapMailbox:
             client.append(name, data, flags=tuple(flags))
 
     def append_many(self, folder: str, messages: Sequence[bytes], flags: Sequence[str] = ()) -> None:
-        """One MULTIAPPEND (RFC 3502) per MULTIAPPEND_BYTES of messages where the server offers it: the server
-        adds all of them or none. Else one APPEND each, on the one connection."""
+        """MULTIAPPEND where the server offers it (``imap_wire.append_all``), else one APPEND each."""
         if not messages:
             return
         with self._session(f"appending {len(messages)} messages to {folder}") as client:
             name = self._server_name(client, folder)
             self._ensure_folder(client, folder, name)
-            if len(messages) == 1 or not client.has_capability("MULTIAPPEND"):
-                for data in messages:
-                    client.append(name, data, flags=tuple(flags))
-                return
-            for chunk in _chunks(messages, MULTIAPPEND_BYTES):
-                client.multiappend(name, [{"msg": data, "flags": tuple(flags)} for data in chunk])
+            append_all(client, name, messages, flags)
 
     def add_flags(self, folder: str, uids: Sequence[int], flags: Sequence[str]) -> None:
         """Set flags and keywords; keywords the folder cannot keep (its PERMANENTFLAGS has no ``\\*``, as on
@@ -308,23 +274,14 @@ class ImapMailbox:
         ``resume``: a move of this message was begun before (and a crash may have come between COPY and
         EXPUNGE): a copy already in ``destination`` is not made again.
         """
-        with self._session(f"moving UID {uid} from {folder} to {destination}") as client:
-            method = move_method(client)
-            if method is MoveMethod.NONE:
-                return False
-            target = self._server_name(client, destination)
-            self._ensure_folder(client, destination, target)
-            source = self._writable(client, self._server_name(client, folder))
-            if method is MoveMethod.MOVE:
-                client.move([uid], target)
-            else:
-                self._copy_then_expunge(client, source, [uid], destination, target, resume)
-        return True
+        return self._move(folder, [uid], destination, resume)
 
     def move_many(self, folder: str, uids: Sequence[int], destination: str) -> bool:
-        if not uids:
-            return True
-        with self._session(f"moving {len(uids)} messages from {folder} to {destination}") as client:
+        return self._move(folder, uids, destination, resume=False) if uids else True
+
+    def _move(self, folder: str, uids: Sequence[int], destination: str, resume: bool) -> bool:
+        which = f"UID {uids[0]}" if len(uids) == 1 else f"{len(uids)} messages"
+        with self._session(f"moving {which} from {folder} to {destination}") as client:
             method = move_method(client)
             if method is MoveMethod.NONE:
                 return False
@@ -334,7 +291,7 @@ class ImapMailbox:
             if method is MoveMethod.MOVE:
                 client.move(list(uids), target)
             else:
-                self._copy_then_expunge(client, source, uids, destination, target, resume=False)
+                self._copy_then_expunge(client, source, uids, destination, target, resume)
         return True
 
     def _copy_then_expunge(self, client: Any, source: View, uids: Sequence[int], destination: str, target: str,
@@ -481,17 +438,3 @@ class ImapMailbox:
                 return False
             finally:
                 client.idle_done()
-
-
-def _chunks(messages: Sequence[bytes], limit: int) -> Iterator[list[bytes]]:
-    """The messages in order, in runs of at most ``limit`` bytes (a bigger message is a run of its own)."""
-    run: list[bytes] = []
-    size = 0
-    for data in messages:
-        if run and size + len(data) > limit:
-            yield run
-            run, size = [], 0
-        run.append(data)
-        size += len(data)
-    if run:
-        yield run

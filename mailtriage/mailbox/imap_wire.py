@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import re
+import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,9 +13,10 @@ from typing import Any
 
 from imapclient.response_parser import parse_fetch_response
 
-from mailtriage.mailbox import header_section
+from mailtriage.mailbox import READ_BYTES, header_section
 from mailtriage.mailbox.folders import Found, Namespace
 from mailtriage.mailbox.server import MoveMethod
+from mailtriage.settings import MailboxSettings
 
 FETCH_BYTES = 20 * 1024 * 1024
 """At most this many message bytes are fetched in one command, so a batch of big attachments stays in bounds."""
@@ -174,3 +176,52 @@ def quietly_close(client: Any) -> None:
         client.shutdown()
     except Exception:
         pass
+
+
+MULTIAPPEND_BYTES = 8 * 1024 * 1024
+"""Drafts are appended in MULTIAPPEND commands of about this much at most: a server caps a command's size."""
+
+
+def append_all(client: Any, folder: str, messages: Sequence[bytes], flags: Sequence[str]) -> None:
+    """The messages appended to ``folder``: one MULTIAPPEND (RFC 3502) per MULTIAPPEND_BYTES where the server
+    offers it, which adds all of them or none; else one APPEND each, on this connection."""
+    if len(messages) == 1 or not client.has_capability("MULTIAPPEND"):
+        for data in messages:
+            client.append(folder, data, flags=tuple(flags))
+        return
+    run: list[bytes] = []
+    for data in messages:
+        if run and sum(map(len, run)) + len(data) > MULTIAPPEND_BYTES:
+            client.multiappend(folder, [{"msg": one, "flags": tuple(flags)} for one in run])
+            run = []
+        run.append(data)
+    client.multiappend(folder, [{"msg": one, "flags": tuple(flags)} for one in run])
+
+
+def tls_context(settings: MailboxSettings) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+    if not settings.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def fetch_chunk(
+    client: Any, chunk: list[int], sizes: dict[int, int], headers_only: bool
+) -> dict[int, tuple[bytes, dict[bytes, Any]]]:
+    """(bytes, FETCH items) by UID: the header section, the whole message, or, for one bigger than
+    READ_BYTES, its first READ_BYTES (a partial fetch: the server never sends the rest)."""
+    if headers_only:
+        requests = [(chunk, "BODY.PEEK[HEADER]", b"BODY[HEADER]")]
+    else:
+        whole = [uid for uid in chunk if sizes[uid] <= READ_BYTES]
+        part = [uid for uid in chunk if sizes[uid] > READ_BYTES]
+        requests = [(whole, "BODY.PEEK[]", b"BODY[]"), (part, f"BODY.PEEK[]<0.{READ_BYTES}>", b"BODY[]<0>")]
+    found: dict[int, tuple[bytes, dict[bytes, Any]]] = {}
+    for uids, section, key in requests:
+        if not uids:
+            continue
+        for uid, item in client.fetch(uids, [section, "FLAGS", "INTERNALDATE"]).items():
+            if key in item:
+                found[uid] = (bytes(item.pop(key)), item)
+    return found

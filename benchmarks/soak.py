@@ -1000,7 +1000,7 @@ def write_soak_config(workdir: Path, account: Account, database: Path, model: Pa
 
 def train_model(workdir: Path) -> Path:
     """The default model, from the seed mails, as ``mailtriage train`` writes it."""
-    model = workdir / "model" / "default.skops"
+    model = workdir / "model" / "default.npz"
     with (workdir / "train.log").open("wb") as out:
         subprocess.run([sys.executable, "-m", "mailtriage", "train", "--out", str(model)], check=True,
                        stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env=daemon_environment())  # fmt: skip

@@ -127,24 +127,28 @@ class Actions:
                 continue
             fresh.append((item, draft))
         if fresh:
-            with self.store.batch():  # committed before the APPEND: after a crash, Drafts is looked in first
-                for item, _ in fresh:
-                    self._audit(item.record, "draft-appending", {"folder": folder})
-            try:
-                self.mailbox.append_many(folder, [draft.data for _, draft in fresh], DRAFT_FLAGS)
-            except MailboxError as exc:
-                if exc.retryable:
-                    raise
-                for item, _ in fresh:  # one at a time, to find which the server refuses; none is made twice
-                    try:
-                        self._draft_again(item, folder)
-                    except (TemplateError, MailboxError) as one:
-                        self._failed(item, one, failed)
-            else:
-                with self.store.batch():
-                    for item, draft in fresh:
-                        self._appended(item, folder, draft)
+            self._append(fresh, folder, failed)
         return [item for item in work if item.record.id not in failed]
+
+    def _append(self, fresh: list[tuple[_Work, Draft]], folder: str, failed: set[int]) -> None:
+        """New drafts, in one request: audited as begun in one commit first, as appended in one after."""
+        with self.store.batch():  # committed before the APPEND: after a crash, Drafts is looked in first
+            for item, _ in fresh:
+                self._audit(item.record, "draft-appending", {"folder": folder})
+        try:
+            self.mailbox.append_many(folder, [draft.data for _, draft in fresh], DRAFT_FLAGS)
+        except MailboxError as exc:
+            if exc.retryable:
+                raise
+            for item, _ in fresh:  # one at a time, to find which the server refuses; none is made twice
+                try:
+                    self._draft_again(item, folder)
+                except (TemplateError, MailboxError) as one:
+                    self._failed(item, one, failed)
+            return
+        with self.store.batch():
+            for item, draft in fresh:
+                self._appended(item, folder, draft)
 
     def _draft_again(self, item: _Work, folder: str) -> None:
         """The draft of a message whose APPEND was begun before: found in Drafts, else appended now."""

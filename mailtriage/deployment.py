@@ -34,7 +34,7 @@ from_address = "Support <support@example.com>"
 templates = "templates"
 
 # [classifier]
-# model = "models/ours.skops"             # after `mailtriage train --out models/ours.skops`; default: built in
+# model = "models/ours.npz"             # after `mailtriage train --out models/ours.npz`; default: built in
 
 # [intake]
 # backfill_days = 14                      # on a mailbox with years of history: triage only the last two weeks

@@ -1,11 +1,13 @@
 """What the model reads of a message: hashed word and character n-grams, and optionally word embeddings.
 
-N-grams are hashed (``HashingVectorizer``) rather than looked up in a vocabulary: a model holds no dictionary of
-hundreds of thousands of strings to load (that took about 2 s) or keep in memory. Of the hashed columns, a model
-keeps those seen in at least ``min_df`` training texts, renumbered densely, with their inverse document
-frequencies: the same sublinear TF-IDF, L2-normalised, as ``TfidfVectorizer`` computes. Among 2^20 columns about
-2 % of the seed set's n-grams share a column with another; the model's predictions on the held-out mails are
-those of a vocabulary all the same (``tests/test_features.py``; figures in docs/performance.md).
+N-grams are hashed (CRC-32 of their UTF-8 bytes, into 2^20 columns) rather than looked up in a vocabulary: a
+model holds no dictionary of hundreds of thousands of strings to load (that took about 2 s) or keep in memory.
+Of the hashed columns, a model keeps those seen in at least ``min_df`` training texts, sorted, with their inverse
+document frequencies, and a text's features are their sublinear TF-IDF, L2-normalised, as scikit-learn's
+``TfidfVectorizer`` computes them over the same n-grams (its tokenizer and its ``char_wb`` n-grams, rewritten here
+so that predicting needs NumPy alone: importing scikit-learn costs a daemon some 85 MiB). Among 2^20 columns
+about 2 % of the seed set's n-grams share a column with another; the held-out mails are classified as with a
+vocabulary all the same (``tests/test_features.py``).
 
 Embeddings (``Embeddings``) are the mean of static token vectors from the ``wordllama`` package, whose weights ship
 inside its wheel: nothing is downloaded. They help on short English queries and hurt on multilingual mail, so a
@@ -14,99 +16,150 @@ model uses them only when cross-validation says so (``classify.choose_features``
 
 from __future__ import annotations
 
+import re
 import threading
+import unicodedata
+import zlib
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import numpy as np
-import scipy.sparse
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.feature_extraction import FeatureHasher
-from sklearn.feature_extraction.text import HashingVectorizer
+from numpy.typing import NDArray
 
 COLUMNS = 2**20
 """Hashed columns per n-gram kind, before those unseen in training are dropped."""
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+_SPACES = re.compile(r"\s\s+")
+
+Row = tuple[NDArray[np.int64], NDArray[np.float64]]
+"""A text's features: the kept columns it has, ascending, and their values."""
 
 
-class HashedNgrams(TransformerMixin, BaseEstimator):  # type: ignore[misc]
-    """Sublinear TF-IDF of hashed n-grams, keeping the columns seen in ``min_df`` training texts or more."""
+def strip_accents(text: str) -> str:
+    """``text`` with its combining marks removed after NFKD ("café" -> "cafe"), as scikit-learn's ``unicode``."""
+    if text.isascii():
+        return text
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
 
-    def __init__(
-        self,
-        analyzer: str = "word",
-        ngram_range: tuple[int, int] = (1, 1),
-        min_df: int = 1,
-        strip_accents: str | None = None,
-        n_features: int = COLUMNS,
-    ) -> None:
-        self.analyzer = analyzer
-        self.ngram_range = ngram_range
-        self.min_df = min_df
-        self.strip_accents = strip_accents
-        self.n_features = n_features
 
-    def _hasher(self) -> HashingVectorizer:
-        return HashingVectorizer(
-            analyzer=self.analyzer, ngram_range=tuple(self.ngram_range), n_features=self.n_features,
-            alternate_sign=False, norm=None, strip_accents=self.strip_accents, dtype=np.float64,
-        )  # fmt: skip
+def word_grams(text: str, low: int, high: int, accents: bool) -> list[str]:
+    """Words of two or more letters or digits, lower case (accents stripped unless ``accents``), and their
+    n-grams from ``low`` to ``high`` words joined by a space."""
+    text = text.lower()
+    words = _TOKEN.findall(text if accents else strip_accents(text))
+    grams = list(words) if low == 1 else []
+    for n in range(max(low, 2), min(high, len(words)) + 1):
+        grams += [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return grams
 
-    def fit(self, texts: Sequence[str], y: Any = None) -> HashedNgrams:
-        counts = self._hasher().transform(texts).tocsc()
-        document_frequency = np.diff(counts.indptr)
-        self.columns_ = np.flatnonzero(document_frequency >= self.min_df).astype(np.int32)
-        self.idf_ = np.log((1 + len(texts)) / (1 + document_frequency[self.columns_])) + 1.0
-        return self
 
-    def transform(self, texts: Sequence[str]) -> scipy.sparse.csr_matrix:
-        counts = self._hasher().transform(texts).tocsr()
-        columns = self._lookup()[counts.indices]
-        kept = columns >= 0
-        rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))[kept]
-        values = (1.0 + np.log(counts.data[kept])) * self.idf_[columns[kept]]
-        matrix = scipy.sparse.csr_matrix((values, (rows, columns[kept])), shape=(counts.shape[0], len(self.columns_)))
-        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-        return scipy.sparse.csr_matrix(scipy.sparse.diags(1.0 / norms) @ matrix)
+def char_grams(text: str, low: int, high: int) -> list[str]:
+    """Character n-grams from ``low`` to ``high`` inside each word, the word padded with a space each side; a
+    word shorter than ``low`` counts once, whole."""
+    grams: list[str] = []
+    for word in _SPACES.sub(" ", text.lower()).split():
+        padded = f" {word} "
+        for n in range(low, high + 1):
+            grams += [padded[i : i + n] for i in range(max(1, len(padded) - n + 1))]
+            if len(padded) <= n:
+                break
+    return grams
+
+
+@dataclass(frozen=True, eq=False)
+class NgramColumns:
+    """One kind of n-gram, hashed, and the columns a model kept of it with their inverse document frequencies."""
+
+    analyzer: str
+    """"word" or "char_wb"."""
+    low: int
+    high: int
+    accents: bool
+    """Whether word n-grams keep their accents (character n-grams always do)."""
+    columns: NDArray[np.int64]
+    """The hashed columns kept, ascending."""
+    idf: NDArray[np.float64]
+
+    @classmethod
+    def fit(
+        cls, texts: Sequence[str], analyzer: str, low: int, high: int, *, min_df: int = 1, accents: bool = False
+    ) -> NgramColumns:
+        """The columns seen in at least ``min_df`` of ``texts``, with idf ln((1 + n) / (1 + df)) + 1."""
+        unfitted = cls(analyzer, low, high, accents, np.zeros(0, np.int64), np.zeros(0))
+        frequency: Counter[int] = Counter()
+        for text in texts:
+            frequency.update(unfitted.hashed(text).keys())
+        kept = sorted(column for column, count in frequency.items() if count >= min_df)
+        columns = np.asarray(kept, dtype=np.int64)
+        df = np.asarray([frequency[column] for column in kept], dtype=np.float64)
+        return cls(analyzer, low, high, accents, columns, np.log((1 + len(texts)) / (1 + df)) + 1.0)
+
+    @property
+    def width(self) -> int:
+        return len(self.columns)
+
+    def grams(self, text: str) -> list[str]:
+        if self.analyzer == "word":
+            return word_grams(text, self.low, self.high, self.accents)
+        return char_grams(text, self.low, self.high)
+
+    def hashed(self, text: str) -> Counter[int]:
+        """How often each hashed column occurs in ``text``."""
+        return Counter(zlib.crc32(gram.encode("utf-8", "surrogatepass")) % COLUMNS for gram in self.grams(text))
+
+    def row(self, text: str) -> Row:
+        """The text's sublinear TF-IDF over the kept columns (by their index among them), L2-normalised."""
+        counts = self.hashed(text)
+        hashed = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        at = np.searchsorted(self.columns, hashed)
+        hit = at < len(self.columns)
+        hit[hit] = self.columns[at[hit]] == hashed[hit]
+        index = at[hit]
+        values = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts))[hit])) * self.idf[
+            index
+        ]
+        norm = float(np.sqrt(values @ values))
+        order = np.argsort(index)
+        return index[order], values[order] / (norm or 1.0)
 
     def terms(self, text: str) -> dict[int, str]:
-        """The n-grams of ``text`` by the column each counts in: what a column means, for ``explain``."""
-        grams = list(dict.fromkeys(self._hasher().build_analyzer()(text)))
-        if not grams:
-            return {}
-        hasher = FeatureHasher(self.n_features, input_type="string", alternate_sign=False)
-        hashed = hasher.transform([[gram] for gram in grams])
-        columns = self._lookup()[hashed.indices]  # the same hash HashingVectorizer applies to each n-gram
-        return {int(column): gram for column, gram in zip(columns, grams, strict=True) if column >= 0}
+        """The n-grams of ``text`` by the kept column each counts in: what a column means, for ``explain``."""
+        found: dict[int, str] = {}
+        for gram in dict.fromkeys(self.grams(text)):
+            hashed = zlib.crc32(gram.encode("utf-8", "surrogatepass")) % COLUMNS
+            at = int(np.searchsorted(self.columns, hashed))
+            if at < len(self.columns) and self.columns[at] == hashed:
+                found.setdefault(at, gram)
+        return found
 
-    def _lookup(self) -> np.ndarray:
-        """Hashed column -> kept column, or -1: built once per loaded model (4 MiB), not saved with it."""
-        lookup: np.ndarray | None = self.__dict__.get("_lookup_")
-        if lookup is None:
-            lookup = np.full(self.n_features, -1, dtype=np.int32)
-            lookup[self.columns_] = np.arange(len(self.columns_), dtype=np.int32)
-            self.__dict__["_lookup_"] = lookup
-        return lookup
+    def arrays(self, prefix: str) -> dict[str, NDArray[Any]]:
+        """What a model file keeps of it (``from_arrays`` reads it back)."""
+        spec = np.asarray([self.low, self.high, int(self.accents), int(self.analyzer == "word")], dtype=np.int64)
+        return {f"{prefix}.spec": spec, f"{prefix}.columns": self.columns, f"{prefix}.idf": self.idf}
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {key: value for key, value in self.__dict__.items() if key != "_lookup_"}
+    @classmethod
+    def from_arrays(cls, arrays: Any, prefix: str) -> NgramColumns:
+        low, high, accents, word = (int(v) for v in arrays[f"{prefix}.spec"])
+        return cls("word" if word else "char_wb", low, high, bool(accents), np.asarray(arrays[f"{prefix}.columns"]),
+                   np.asarray(arrays[f"{prefix}.idf"]))  # fmt: skip
 
 
-class Embeddings(TransformerMixin, BaseEstimator):  # type: ignore[misc]
-    """The L2-normalised mean of a text's wordllama token vectors (256 numbers), times ``weight``: how much they
-    count beside the n-grams, whose rows are normalised too."""
+class Embeddings:
+    """The L2-normalised mean of a text's wordllama token vectors (``WIDTH`` numbers), times ``weight``: how much
+    they count beside the n-grams, whose rows are normalised too."""
+
+    WIDTH = 256
 
     def __init__(self, weight: float = 2.0) -> None:
         self.weight = weight
 
-    def fit(self, texts: Sequence[str], y: Any = None) -> Embeddings:
-        return self
-
-    def transform(self, texts: Sequence[str]) -> scipy.sparse.csr_matrix:
+    def vectors(self, texts: Sequence[str]) -> NDArray[np.float64]:
         with _LOCK:
             vectors = _wordllama().embed(list(texts), norm=True)
-        return scipy.sparse.csr_matrix(np.asarray(vectors, dtype=np.float64) * self.weight)
+        return np.asarray(vectors, dtype=np.float64) * self.weight
 
 
 _LOCK = threading.Lock()

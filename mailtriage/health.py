@@ -61,8 +61,8 @@ def status(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
     """What ``mailtriage status`` says: per mailbox its last good cycle, failures, backlog and the last day's
     mail; the model; templates that would draft nothing; the heartbeat; and the verdict, ``healthy`` when every
     mailbox completed a cycle within ``health.stale_after``."""
-    from mailtriage.classify import model_path, model_state
     from mailtriage.compliance import template_warnings
+    from mailtriage.model import model_path, model_state
 
     health = store.health.all()
     stale_after = timedelta(seconds=settings.health.stale_after)

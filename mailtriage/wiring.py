@@ -25,7 +25,7 @@ from mailtriage.store import Store
 from mailtriage.watch import Signals, sweep_deadlines
 
 if TYPE_CHECKING:
-    from mailtriage.classify import Predictor
+    from mailtriage.model import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def cycle_options(settings: Settings) -> CycleOptions:
 
 def daemon_from_settings(settings: Settings, clock: Clock = utcnow) -> Daemon:
     """The daemon for a loaded configuration."""
-    from mailtriage.classify import Predictor, load_or_build_default
+    from mailtriage.model import Predictor, load_or_build_default
 
     store = open_store(settings)  # first: opening it fails fast, a model is slow
     classifier = load_or_build_default(settings.classifier.model, settings.category_names(), log.info)
@@ -78,7 +78,7 @@ def retrain_jobs(
     settings: Settings, store: Store, predictor: Predictor
 ) -> list[tuple[Callable[[], object], BaseTrigger]]:
     """The scheduled retrain, when ``classifier.retrain`` is set: the live model is replaced only by a better one."""
-    from mailtriage.classify import load
+    from mailtriage.model import load
     from mailtriage.training import default_sources, retrain
 
     if not settings.classifier.retrain:

@@ -289,7 +289,7 @@ def test_status_reports_each_mailboxs_last_good_cycle_and_exits_5_once_it_is_sta
 def test_status_names_a_model_that_was_altered(tmp_path: Path, seed_model: Path) -> None:
     import shutil
 
-    model = tmp_path / "model.skops"
+    model = tmp_path / "model.npz"
     shutil.copy(seed_model, model)
     shutil.copy(seed_model.with_suffix(".json"), model.with_suffix(".json"))
     with model.open("ab") as file:

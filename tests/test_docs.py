@@ -187,7 +187,7 @@ def test_the_architecture_table_names_every_module() -> None:
 
 
 CODE_NAME = re.compile(r"(?<![\w./$-])([a-z_]+(?:\.[A-Za-z_]\w*)+)(?![\w/-])")
-FILE_ENDINGS = {"py", "md", "json", "toml", "txt", "j2", "skops", "service", "eml", "csv", "png", "html", "db"}
+FILE_ENDINGS = {"py", "md", "json", "toml", "txt", "j2", "npz", "service", "eml", "csv", "png", "html", "db"}
 
 
 def code_names(text: str) -> set[str]:

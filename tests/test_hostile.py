@@ -668,7 +668,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model of the default categories from three seed mails each: built and loaded in a blink, for the CLI."""
     examples = classify.seed_examples()
     few = [e for label in sorted({e.label for e in examples}) for e in [x for x in examples if x.label == label][:3]]
-    path = tmp_path_factory.mktemp("tiny") / "tiny.skops"
+    path = tmp_path_factory.mktemp("tiny") / "tiny.npz"
     classify.save(classify.train(few, folds=1, sources=["seed"]), path)
     return path
 

@@ -26,7 +26,7 @@ secret = { file = "secrets/imap" }
 url = "sqlite:///var/store.db"
 
 [classifier]
-model = "models/ours.skops"
+model = "models/ours.npz"
 
 [drafts]
 templates = "our-templates"

@@ -20,15 +20,21 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def live_copy(seed_model: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "live.skops"
+    path = tmp_path / "live.npz"
     shutil.copy(seed_model, path)
     shutil.copy(classify.metadata_path(seed_model), classify.metadata_path(path))
     return path
 
 
+def some_seed_examples() -> list[classify.Example]:
+    """A third of the seed set, 30 mails a category in every language: a retrain cross-validates on it in a third
+    of the time the whole set takes."""
+    return classify.seed_examples()[::3]
+
+
 def noisy_examples() -> list[classify.Example]:
     """Labels that have nothing to do with the text: a model trained on them is worse than the seed model."""
-    seed = classify.seed_examples()
+    seed = some_seed_examples()
     labels = [e.label for e in seed]
     return [classify.Example(e.text, labels[(i * 7) % len(labels)], e.language) for i, e in enumerate(seed)]
 
@@ -47,7 +53,7 @@ def test_a_retrain_that_would_lower_macro_f1_keeps_the_live_model_and_says_so(
 
 def test_a_retrain_that_is_not_worse_replaces_the_live_model(seed_model: Path, tmp_path: Path) -> None:
     path = live_copy(seed_model, tmp_path)
-    assert retrain(path, classify.seed_examples(), ["seed"], live_macro_f1=0.0)
+    assert retrain(path, some_seed_examples(), ["seed"], live_macro_f1=0.0)
     assert classify.load(path).metadata["sources"] == ["seed"]
     assert sorted(tmp_path.iterdir()) == sorted([path, classify.metadata_path(path)])  # nothing staged left over
 

@@ -65,8 +65,8 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     if not value or ctx.resilient_parsing:
         return
     from mailtriage import __version__
-    from mailtriage.classify import DEFAULT_CATEGORY_NAMES, default_model_path, model_state
     from mailtriage.compliance import approval_problem, read_approvals, template_names
+    from mailtriage.model import DEFAULT_CATEGORY_NAMES, default_model_path, model_state
     from mailtriage.settings import SHIPPED_TEMPLATES
 
     model = model_state(default_model_path(), DEFAULT_CATEGORY_NAMES)

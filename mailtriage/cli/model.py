@@ -15,13 +15,13 @@ from mailtriage.cli.app import errors_as_lines, main, optional_settings
 from mailtriage.settings import Settings
 
 if TYPE_CHECKING:
-    from mailtriage.classify import Classifier
+    from mailtriage.model import Classifier
 from mailtriage.terminal import clean
 
 
 def _classifier(model: Path | None, settings: Settings | None) -> Classifier:
     """The model a command uses: --model, else the configured one, else the default model (built if missing)."""
-    from mailtriage.classify import DEFAULT_CATEGORY_NAMES, load, load_or_build_default
+    from mailtriage.model import DEFAULT_CATEGORY_NAMES, load, load_or_build_default
 
     if model is not None:
         return load(model, settings.category_names() if settings else None)
@@ -70,7 +70,7 @@ def train(
     \b
     Example:
       mailtriage train                                   # the shipped seed set, en/fr/de
-      mailtriage train --data tickets.csv --label-column category --out models/ours.skops
+      mailtriage train --data tickets.csv --label-column category --out models/ours.npz
       mailtriage train --eml ./labelled-mail --seed
       mailtriage train --data banking77.csv --label-column category --features ngrams+embeddings
       mailtriage --config mailtriage.toml train --from-store --seed
@@ -80,12 +80,17 @@ def train(
     settings = optional_settings(ctx)
     sources = training.Sources(data, text_column, label_column, eml_dirs, from_store, from_folders, use_seed)
     examples, names = training.gather(sources, settings)
-    path = out or (settings.classifier.model if settings else None) or Path("models/default.skops")
+    path = out or (settings.classifier.model if settings else None) or Path("models/default.npz")
     chosen = features or (settings.classifier.features if settings else "auto")
     metadata = classify.save(classify.train(examples, folds=folds, sources=names, features=chosen), path)
     click.echo(f"wrote {path} (version {metadata['version']}): {len(examples)} examples, "
                f"{len(metadata['categories'])} categories, reading {metadata['features']}, trained in "
                f"{metadata['training_seconds']} s")  # fmt: skip
+    _said_trained(metadata)
+
+
+def _said_trained(metadata: dict[str, Any]) -> None:
+    """What cross-validation said of the features tried and of the model written."""
     for name, scores in (metadata.get("feature_choice") or {}).items():
         languages = ", ".join(f"{language} {f1:.3f}" for language, f1 in scores["per_language"].items())
         click.echo(f"  {name}: cross-validated macro-F1 {scores['macro_f1']:.3f} ({languages})")
@@ -123,7 +128,7 @@ def evaluate(
 
     \b
     Example:
-      mailtriage evaluate --model models/default.skops --data held-out.csv
+      mailtriage evaluate --model models/default.npz --data held-out.csv
       mailtriage evaluate --cv 5 --data tickets.csv --label-column category --json
     """
     from mailtriage import classify
@@ -181,7 +186,7 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], model: Path | 
     \b
     Example:
       mailtriage classify complaint.eml
-      mailtriage classify --model models/ours.skops --json inbox/*.eml
+      mailtriage classify --model models/ours.npz --json inbox/*.eml
     """
     from mailtriage import classify
     from mailtriage.parse import parse_message

@@ -78,11 +78,10 @@ def retrain_jobs(
     settings: Settings, store: Store, predictor: Predictor
 ) -> list[tuple[Callable[[], object], BaseTrigger]]:
     """The scheduled retrain, when ``classifier.retrain`` is set: the live model is replaced only by a better one."""
-    from mailtriage.model import load
-    from mailtriage.training import default_sources, retrain
-
     if not settings.classifier.retrain:
         return []
+    from mailtriage.model import load
+    from mailtriage.training import default_sources, retrain  # scikit-learn: only where a retrain is scheduled
 
     def scheduled_retrain() -> None:
         examples, sources = default_sources(settings, store)

@@ -110,3 +110,25 @@ def test_a_model_reading_embeddings_is_refused_with_the_extra_to_install_where_w
         classify.load(tmp_path / "m.npz")
     with pytest.raises(TrainingError, match=r"mailtriage\[embeddings\]"):
         classify.build_model("ngrams+embeddings")
+
+
+def test_a_daemon_built_from_settings_with_a_model_in_place_never_imports_scikit_learn(
+    seed_model: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pathlib import Path
+from mailtriage.settings import ClassifierSettings, MailboxSettings, Settings, StoreSettings
+from mailtriage.wiring import daemon_from_settings
+settings = Settings(mailboxes=(MailboxSettings(name="m", maildir=Path({str(tmp_path / "mail")!r})),),
+                    store=StoreSettings(url="sqlite:///{tmp_path / "store.db"}"),
+                    classifier=ClassifierSettings(model=Path({str(seed_model)!r})))
+daemon = daemon_from_settings(settings)
+print(sorted(name for name in ("sklearn", "scipy", "matplotlib") if name in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"  # some 100 MiB the daemon does not carry

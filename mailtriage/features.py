@@ -20,7 +20,6 @@ import re
 import threading
 import unicodedata
 import zlib
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -89,13 +88,11 @@ class NgramColumns:
     ) -> NgramColumns:
         """The columns seen in at least ``min_df`` of ``texts``, with idf ln((1 + n) / (1 + df)) + 1."""
         unfitted = cls(analyzer, low, high, accents, np.zeros(0, np.int64), np.zeros(0))
-        frequency: Counter[int] = Counter()
-        for text in texts:
-            frequency.update(unfitted.hashed(text).keys())
-        kept = sorted(column for column, count in frequency.items() if count >= min_df)
-        columns = np.asarray(kept, dtype=np.int64)
-        df = np.asarray([frequency[column] for column in kept], dtype=np.float64)
-        return cls(analyzer, low, high, accents, columns, np.log((1 + len(texts)) / (1 + df)) + 1.0)
+        present = [unfitted.hashed(text)[0] for text in texts]
+        seen, df = np.unique(np.concatenate(present) if present else np.zeros(0, np.int64), return_counts=True)
+        kept = df >= min_df
+        idf = np.log((1 + len(texts)) / (1 + df[kept].astype(np.float64))) + 1.0
+        return cls(analyzer, low, high, accents, seen[kept].astype(np.int64), idf)
 
     @property
     def width(self) -> int:
@@ -106,30 +103,29 @@ class NgramColumns:
             return word_grams(text, self.low, self.high, self.accents)
         return char_grams(text, self.low, self.high)
 
-    def hashed(self, text: str) -> Counter[int]:
-        """How often each hashed column occurs in ``text``."""
-        return Counter(zlib.crc32(gram.encode("utf-8", "surrogatepass")) % COLUMNS for gram in self.grams(text))
+    def hashed(self, text: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """The hashed columns occurring in ``text``, ascending, and how often each occurs."""
+        grams = self.grams(text)
+        hashes = np.fromiter(map(zlib.crc32, map(_utf8, grams)), dtype=np.int64, count=len(grams))
+        columns, counts = np.unique(hashes & (COLUMNS - 1), return_counts=True)
+        return columns, counts
 
     def row(self, text: str) -> Row:
         """The text's sublinear TF-IDF over the kept columns (by their index among them), L2-normalised."""
-        counts = self.hashed(text)
-        hashed = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        hashed, counts = self.hashed(text)
         at = np.searchsorted(self.columns, hashed)
         hit = at < len(self.columns)
         hit[hit] = self.columns[at[hit]] == hashed[hit]
-        index = at[hit]
-        values = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts))[hit])) * self.idf[
-            index
-        ]
+        index = at[hit]  # ascending, as the hashed columns are
+        values = (1.0 + np.log(counts[hit])) * self.idf[index]
         norm = float(np.sqrt(values @ values))
-        order = np.argsort(index)
-        return index[order], values[order] / (norm or 1.0)
+        return index, values / (norm or 1.0)
 
     def terms(self, text: str) -> dict[int, str]:
         """The n-grams of ``text`` by the kept column each counts in: what a column means, for ``explain``."""
         found: dict[int, str] = {}
         for gram in dict.fromkeys(self.grams(text)):
-            hashed = zlib.crc32(gram.encode("utf-8", "surrogatepass")) % COLUMNS
+            hashed = zlib.crc32(_utf8(gram)) & (COLUMNS - 1)
             at = int(np.searchsorted(self.columns, hashed))
             if at < len(self.columns) and self.columns[at] == hashed:
                 found.setdefault(at, gram)
@@ -145,6 +141,10 @@ class NgramColumns:
         low, high, accents, word = (int(v) for v in arrays[f"{prefix}.spec"])
         return cls("word" if word else "char_wb", low, high, bool(accents), np.asarray(arrays[f"{prefix}.columns"]),
                    np.asarray(arrays[f"{prefix}.idf"]))  # fmt: skip
+
+
+def _utf8(gram: str) -> bytes:
+    return gram.encode("utf-8", "surrogatepass")
 
 
 class Embeddings:

@@ -15,8 +15,9 @@ which needs root and dovecot-imapd; without them their rows say why they did not
     sudo .venv/bin/python benchmarks/run_all.py --json all.json              # the summary and every run's JSON
 
 ``--quick`` passes each benchmark's quick options: ``intake.py --messages 1000 --repeat 1``, ``deadlines.py --repeat
-10``, ``pipeline.py --quick``, ``lint.py --repeat 50``, ``soak.py --mails 200 --kills 6 --restarts 1
---readonly-seconds 10 --seconds 60``; ``classifier.py`` has none (it takes a few minutes: ``--skip classifier``).
+10``, ``pipeline.py --quick``, ``lint.py --repeat 50``, ``suite.py --once``, ``soak.py --mails 200 --kills 6
+--restarts 1 --readonly-seconds 10 --seconds 60``; ``classifier.py`` has none (it takes a few minutes: ``--skip
+classifier``).
 Without it the soak runs with its own defaults (600 mails, 20 kills, 2 Dovecot restarts, 15 s of read-only store:
 about 3 minutes). ``--json FILE`` writes the summary rows (each naming its benchmark) and, under ``figures.runs``,
 each benchmark's command, exit status and the JSON it wrote.
@@ -67,6 +68,7 @@ BENCHMARKS = (
     Benchmark("classifier", "classifier.py", ()),
     Benchmark("demo", "demo.py", ("--repeat", "1")),
     Benchmark("lint", "lint.py", ("--repeat", "50")),
+    Benchmark("suite", "suite.py", ("--once",)),
     Benchmark("soak", "soak.py", ("--mails", "200", "--kills", "6", "--restarts", "1", "--readonly-seconds", "10",
                                   "--seconds", "60"), findings_status=1),
 )  # fmt: skip

@@ -10,6 +10,7 @@ lighter and loads a model in milliseconds.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -293,21 +294,25 @@ def load_or_build_default(path: Path | None, categories: Sequence[str], log: Cal
     if path.exists() or sorted(categories) != sorted(DEFAULT_CATEGORY_NAMES):
         return load(path, categories)
     writable(path)  # before the training, not after it
-    log(f"building the default model from the seed set into {path} (once)")
-    from mailtriage.classify import train  # scikit-learn: only to build it
+    with path.with_name(f".{path.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two daemons starting at once: one builds, the other loads what it built
+        if path.exists():
+            return load(path, categories)
+        log(f"building the default model from the seed set into {path} (once)")
+        from mailtriage.classify import train  # scikit-learn: only to build it
 
-    trained = train(seed_examples(), folds=0, sources=["seed"])
-    metadata = save_atomically(trained, path)
+        trained = train(seed_examples(), folds=0, sources=["seed"])
+        metadata = save_atomically(trained, path)
     return Classifier(trained.model, metadata)
 
 
 def save_atomically(trained: TrainedModel, path: Path) -> dict[str, Any]:
-    """``save`` beside ``path`` and then rename into place, the metadata last: a reader (another daemon, a crash
-    half-way) never sees a model without its metadata, and a model file is never half written."""
+    """``save`` beside ``path`` and then rename into place, the metadata first: neither file is ever half written,
+    and once the model file exists its metadata does (``load_or_build_default`` looks for the model)."""
     partial = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
     metadata = save(trained, partial)
-    os.replace(partial, path)
     os.replace(metadata_path(partial), metadata_path(path))
+    os.replace(partial, path)
     return metadata
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import atexit
+import fcntl
 import os
 import shutil
 import tempfile
@@ -21,8 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() == "true"
-# The default model is kept in the user's cache folder: tests (and the daemons they start) use one of their own.
+# The default model is kept in the user's cache folder: tests (and the daemons they start) use one of their own,
+# one per process, so each pytest-xdist worker builds its own; removed when the process ends.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="mailtriage-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
 def skip_or_fail(reason: str | None) -> None:
@@ -100,10 +104,20 @@ def _umask_restored() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def seed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default model, trained once per run on the shipped seed mails."""
-    path = tmp_path_factory.mktemp("model") / "default.skops"
-    save(train(seed_examples(), folds=3, sources=["seed"]), path)
-    return path
+    """The default model, trained once per run on the shipped seed mails. Under pytest-xdist the first worker
+    that needs it trains it while the others wait, and all of them share the file: tests read it, never write it."""
+    run = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        run = run.parent  # the run's folder, above each worker's own
+    folder = run / "seed-model"
+    with (run / "seed-model.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not folder.exists():
+            partial = run / f"seed-model.{os.getpid()}"
+            partial.mkdir()
+            save(train(seed_examples(), folds=3, sources=["seed"]), partial / "default.npz")
+            partial.rename(folder)  # the model and its metadata appear together
+    return folder / "default.npz"
 
 
 @pytest.fixture

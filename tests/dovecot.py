@@ -44,6 +44,13 @@ mail_gid = mail
 first_valid_uid = 1
 auth_verbose = yes
 imap_idle_notify_interval = 1 secs
+# Every test logs in from 127.0.0.1: with anvil's penalty, each refused login would make the next one's answer
+# wait longer (2, 4, 8, then 15 s), whichever test it is in. Each refused login is still delayed as usual.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
@@ -92,10 +99,24 @@ force_introspection = yes
 """
 
 
+_GIVEN: set[int] = set()
+"""The ports free_port gave this process."""
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, for a server to bind next: one the kernel offers, never one this process
+    was given before, and under pytest-xdist only one of this worker's share, so that two workers starting their
+    servers at once never pick the same one. The share is by ``port // 2``: Linux offers odd ports first."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    for _ in range(10_000):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if (port // 2) % workers == worker and port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise RuntimeError(f"no free loopback port for pytest-xdist worker {worker} of {workers}")
 
 
 def wait_for_greeting(port: int, timeout: float) -> bool:

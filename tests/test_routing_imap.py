@@ -126,7 +126,12 @@ def test_a_restart_after_the_drafts_append_leaves_exactly_one_draft(
 def test_a_draft_an_agent_edited_or_deleted_is_never_written_again(
     account: Account, store: Store, seed_model: Path
 ) -> None:
-    settings = settings_for(account)
+    settings = settings_for(account).model_copy(
+        update={  # the daemon shares the cycles' store and model
+            "store": StoreSettings(url=f"sqlite:///{store.engine.url.database}"),
+            "classifier": ClassifierSettings(model=seed_model),
+        }
+    )
     account.append_many([FRENCH_RETURN, FRENCH_CHASER])
     cycle(account, store, seed_model, settings)
     client = account.client()

@@ -150,10 +150,15 @@ def quote(parsed: ParsedEmail, language: str) -> str:
     return intro + "\n" + "\n".join(f"> {line}" if line else ">" for line in lines)
 
 
-_POLICY = policy.SMTP.clone(max_line_length=998)
+MAX_LINE = 998
+_POLICY = policy.SMTP.clone(max_line_length=MAX_LINE)
 """Lines up to RFC 5322's hard limit: under the default 78, a Message-ID longer than a line (Exchange writes them
 near 100 characters) is RFC 2047-encoded into In-Reply-To and References, which no mail client matches, and the
 draft is not threaded to the customer's message."""
+_PLAIN_VALUE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+"""Printable ASCII words, one space apart: a header value that the policy would write exactly as it is. Such
+headers (Date, the msg-ids, our own) skip EmailMessage's parsing and refolding, most of a draft's building time;
+anything else (a CR, a tab, 8-bit text) goes through it."""
 
 
 def recipients(parsed: ParsedEmail, foreign_reply_to: str = "use") -> tuple[tuple[Address, ...], str | None]:
@@ -202,21 +207,30 @@ def build_reply(
     message["From"] = HeaderAddress(display_name=name, addr_spec=address)
     message["To"] = [HeaderAddress(display_name=a.name, addr_spec=a.email) for a in (to or recipients(parsed)[0])]
     message["Subject"] = reply_subject(parsed.subject)
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid(domain=address.partition("@")[2] or None)
+    plain: list[str] = []  # headers with nothing to encode or fold, written as they are (_PLAIN_VALUE)
+
+    def add(header: str, value: str) -> None:
+        if _PLAIN_VALUE.fullmatch(value) and len(header) + 2 + len(value) <= MAX_LINE:
+            plain.append(f"{header}: {value}")
+        else:
+            message[header] = value
+
+    add("Date", format_datetime(now))
+    add("Message-ID", make_msgid(domain=address.partition("@")[2] or None))
     # A msg-id is ASCII (RFC 5322): one decoded from raw 8-bit bytes would be encoded into a word no one matches.
     thread = [m for m in (*parsed.references[-(MAX_REFERENCES - 1) :], parsed.message_id) if m.isascii()]
     if parsed.message_id.isascii():
-        message["In-Reply-To"] = parsed.message_id
+        add("In-Reply-To", parsed.message_id)
     if thread:
-        message["References"] = " ".join(thread)
-    message[ANSWERS_HEADER] = parsed.message_id
-    message[ANSWERS_HASH_HEADER] = answers_hash(parsed.content_hash)
+        add("References", " ".join(thread))
+    add(ANSWERS_HEADER, parsed.message_id)
+    add(ANSWERS_HASH_HEADER, answers_hash(parsed.content_hash))
     message.set_content(
         body.rstrip() + "\n\n" + quote(parsed, language) + "\n", charset="utf-8", cte="quoted-printable"
     )
     message["Content-Language"] = language  # after set_content, which replaces the Content-* headers
-    return message.as_bytes()
+    head, end, rest = message.as_bytes().partition(b"\r\n\r\n")
+    return head + "".join(f"\r\n{line}" for line in plain).encode("ascii") + end + rest
 
 
 @dataclass(frozen=True)

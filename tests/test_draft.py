@@ -238,3 +238,24 @@ def test_english_drafts_greet_by_the_first_name_unless_the_name_starts_with_a_ti
 )  # fmt: skip
 def test_a_reason_the_customer_gave_is_noticed_so_that_it_is_not_asked_for_again(text: str, given: bool) -> None:
     assert reason_given(parse_message(f"From: a@example.org\nSubject: Return\n\n{text}\n".encode())) is given
+
+
+@pytest.mark.parametrize(
+    "message_id",
+    ["<a1@example.org>", "<" + "x" * 120 + "@exchange.example>", "<tab\there@example.org>", "<=?utf-8?q?x?=@x>"],
+)
+def test_every_threading_header_of_a_draft_reads_back_as_written_however_it_was_built(message_id: str) -> None:
+    from mailtriage.draft import build_reply
+
+    raw = (f"From: Ann <ann@example.org>\r\nSubject: Kettle\r\nMessage-ID: {message_id}\r\n"
+           "References: <r0@example.org> <r1@example.org>\r\n\r\nIt leaks.\r\n").encode()  # fmt: skip
+    parsed = parse_message(raw)
+    data = build_reply(parsed, "Hello Ann,\n\nThank you.", "en", from_address="Support <s@example.com>", now=NOW)
+    draft = email.message_from_bytes(data, policy=policy.default)
+    assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+    for header in ("From", "To", "Subject", "Date", "Message-ID", "X-Mailtriage-Answers", "Content-Language"):
+        assert len(draft.get_all(header) or []) == 1, header
+    assert str(draft["X-Mailtriage-Answers"]) == parsed.message_id
+    assert str(draft["In-Reply-To"]) == parsed.message_id
+    assert str(draft["References"]) == f"<r0@example.org> <r1@example.org> {parsed.message_id}"
+    assert draft["Date"].datetime == NOW and draft.get_content().startswith("Hello Ann,")

@@ -176,4 +176,5 @@ def test_on_dovecot_a_batch_of_drafts_goes_in_one_multiappend_and_its_moves_in_o
     assert report.new == 25
     assert sent == {"multiappend": 1, "add_flags": 1, "move": 1}
     assert len(account.flags("Drafts")) == 25 and len(account.flags("Billing")) == 25
-    assert all(b"$B" in flags for flags in account.flags("Billing").values())
+    assert all(b"$B" in flags and b"\\Seen" not in flags for flags in account.flags("Billing").values())
+    assert account.flags("INBOX") == {}  # moved, every one, and read without \\Seen

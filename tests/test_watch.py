@@ -209,6 +209,14 @@ def test_a_reply_filed_in_sent_stops_the_clock_and_records_the_response_time(
     assert flags_of(account) == set()
 
 
+def flag_first(account: Account, flag: bytes) -> None:
+    """Set ``flag`` on the INBOX's first message, as an agent's mail client does."""
+    client = account.client()
+    client.select_folder("INBOX")
+    client.add_flags([1], [flag])
+    client.logout()
+
+
 @pytest.mark.dovecot
 def test_once_a_reply_lands_in_sent_the_deadline_keywords_come_off_and_an_agents_own_keyword_stays(
     account: Account, store: Store
@@ -219,10 +227,7 @@ def test_once_a_reply_lands_in_sent_the_deadline_keywords_come_off_and_an_agents
     for hours in (20, 25):  # warning, then breach: both keywords set
         sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=hours)))
     assert flags_of(account) == {b"\\Flagged", SOON_KEYWORD.encode(), OVERDUE_KEYWORD.encode()}
-    client = account.client()
-    client.select_folder("INBOX")
-    client.add_flags([1], [b"$Escalated"])  # an agent's own keyword
-    client.logout()
+    flag_first(account, b"$Escalated")  # an agent's own keyword
     account.append_many([reply_to(4)], folder="Sent", date=T0 + timedelta(hours=26))
     for hours in (26, 27):  # the keywords come off once; a later sweep has nothing more to do
         sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=hours, minutes=1)))
@@ -238,10 +243,7 @@ def test_the_answered_flag_a_mail_client_sets_stops_the_clock(account: Account, 
     mailbox = ImapMailbox(account.settings())
     sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=1)))
     assert store.messages.all()[0].deadline_state == "on-track"
-    client = account.client()
-    client.select_folder("INBOX")
-    client.add_flags([1], [b"\\Answered"])
-    client.logout()
+    flag_first(account, b"\\Answered")
     sweep_deadlines(mailbox, store, POLICY, stopped_at(T0 + timedelta(hours=2)))
     [record] = store.messages.all()
     assert (record.deadline_state, record.answered_how) == ("answered", "\\Answered flag")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the IMAP servers the tests run against, as root on Debian 12: Dovecot and GNU Mailutils imap4d with
-# apt, and Cyrus IMAP and Courier-IMAP unpacked into a private root beside them. Debian's cyrus-imapd and
+# Installs the servers the tests run against, as root on Debian 12: Dovecot, GNU Mailutils imap4d and PostgreSQL
+# with apt, and Cyrus IMAP and Courier-IMAP unpacked into a private root beside them. Debian's cyrus-imapd and
 # courier-imap each conflict with dovecot-imapd (all three provide imap-server), so apt would remove Dovecot to
 # install either: only their dependencies come from apt, and the two server packages are downloaded and unpacked
 # with dpkg -x into ${MAILTRIAGE_TEST_SERVERS:-/opt/mailtriage-test-servers}/{cyrus,courier}, where
@@ -17,6 +17,8 @@ PACKAGES=(
     courier-base courier-authdaemon courier-authlib-userdb libcourier-unicode4 gamin
     # unshare, for the private mount and PID namespaces Courier runs in.
     util-linux
+    # initdb and pg_ctl for tests/postgres.py's own cluster (not the main one on 5432); psycopg[binary] has libpq.
+    postgresql
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -15,9 +15,11 @@ from mailtriage.classify import save, seed_examples, train
 from mailtriage.store import Store
 from tests import courier as courier_server
 from tests import cyrus as cyrus_server
+from tests import postgres as postgres_server
 from tests.courier import CourierServer
 from tests.cyrus import CyrusServer
 from tests.dovecot import Account, DovecotServer, start_server, unavailable_reason
+from tests.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -90,6 +92,19 @@ def courier() -> Iterator[CourierServer]:
 def courier_account(courier: CourierServer) -> Account:
     """A fresh Courier user with an empty INBOX, INBOX.Drafts and INBOX.Sent."""
     return courier.new_account()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL for the whole run (a cluster of its own, not the system's); skipped where it cannot run,
+    a failure under CI=true."""
+    yield from serve(postgres_server.unavailable_reason, postgres_server.start_server)
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """The URL of a fresh, empty database on the private PostgreSQL, owned by the ordinary role it names."""
+    return postgres.new_database()
 
 
 @pytest.fixture(autouse=True)

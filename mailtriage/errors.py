@@ -62,6 +62,15 @@ class AuthenticationFailed(MailboxError):
     """Raised when the server refuses the mailbox's credentials (password or XOAUTH2 token)."""
 
 
+class LeaseLost(MailboxError):
+    """Raised when this daemon no longer holds a mailbox's lease (it went unrenewed, or another daemon took it over)
+    and was about to change something there: it stops before that change, and the daemon holding the lease now
+    finishes what was begun."""
+
+    def __init__(self, mailbox: str, message: str = "this daemon no longer holds its lease") -> None:
+        super().__init__(mailbox, message, retryable=True)
+
+
 class StoreError(MailtriageError):
     """Raised when the store (the database of sync state, messages and audit log) cannot be opened or written."""
 

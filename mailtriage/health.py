@@ -65,6 +65,7 @@ def status(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
     from mailtriage.model import model_path, model_state
 
     health = store.health.all()
+    leases = {lease.mailbox: lease for lease in store.leases.all() if not lease.free_at(now)}
     stale_after = timedelta(seconds=settings.health.stale_after)
     mailboxes = []
     for configured in settings.mailboxes:
@@ -77,6 +78,8 @@ def status(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
             "failures": known.failures if known else 0, "last_error": failing.last_error if failing else None,
             "last_error_at": _iso(failing.last_error_at) if failing else None,
             "backlog": known.backlog if known else 0,
+            "owner": leases[configured.name].owner if configured.name in leases else None,
+            "owner_since": _iso(leases[configured.name].acquired_at) if configured.name in leases else None,
             "last_24h": store.health.status_counts(configured.name, now - timedelta(days=1)),
         })  # fmt: skip
     heartbeat = settings.health.heartbeat_file
@@ -84,10 +87,22 @@ def status(settings: Settings, store: Store, now: datetime) -> dict[str, Any]:
     return {
         "at": now.isoformat(timespec="seconds"), "healthy": not any(m["stale"] for m in mailboxes),
         "stale_after_seconds": settings.health.stale_after, "mailboxes": mailboxes,
+        "daemons": _daemons(store, now, [str(m["owner"]) for m in mailboxes if m["owner"]]),
         "model": model_state(model_path(settings.classifier.model), settings.category_names()),
         "templates": template_warnings(settings),
         "heartbeat": None if heartbeat is None else {"file": str(heartbeat), "written_at": _iso(beat)},
     }  # fmt: skip
+
+
+def _daemons(store: Store, now: datetime, owners: list[str]) -> list[dict[str, Any]]:
+    """The daemons sharing the store, oldest first: alive or not, what they hold and recorded in the last day."""
+    recorded = store.health.recorded_by(now - timedelta(days=1))
+    return [
+        {"name": d.name, "host": d.host, "pid": d.pid, "version": d.version, "started_at": _iso(d.started_at),
+         "seen_at": _iso(d.seen_at), "alive": d.expires_at > now, "mailboxes": owners.count(d.name),
+         "recorded_24h": recorded.get(d.name, 0)}
+        for d in store.leases.daemons()
+    ]  # fmt: skip
 
 
 def _iso(moment: datetime | None) -> str | None:

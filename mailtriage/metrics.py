@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mailtriage.store import Store
 
 if TYPE_CHECKING:
+    from mailtriage.cluster import Membership
     from mailtriage.pipeline import CycleReport
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 class Metrics:
     """The daemon's metrics, in a registry of their own."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, membership: Membership | None = None) -> None:
         self.registry = CollectorRegistry()
         self.cycle_seconds = Histogram(
             "mailtriage_cycle_seconds", "Duration of a poll cycle.", ["mailbox"], registry=self.registry,
@@ -44,6 +45,8 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.registry.register(_StoreCollector(store))
+        if membership is not None:
+            self.registry.register(_LeaseCollector(membership))
 
     def serve(self, port: int, address: str) -> None:
         """Serve ``/metrics`` on ``address``:``port`` from a background thread."""
@@ -90,3 +93,30 @@ class _StoreCollector(Collector):
             waiting.add_metric([mailbox, state], count)
         yield messages
         yield waiting
+
+
+class _LeaseCollector(Collector):
+    """This daemon among those sharing the store: its name, the mailboxes it holds, the leases it took and lost."""
+
+    def __init__(self, membership: Membership) -> None:
+        self.membership = membership
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        name = self.membership.name
+        owned = GaugeMetricFamily(
+            "mailtriage_leases_held", "Mailboxes whose lease this daemon holds (1 per mailbox).",
+            labels=["daemon", "mailbox"],
+        )  # fmt: skip
+        for mailbox in self.membership.mailboxes:
+            owned.add_metric([name, mailbox], 1 if self.membership.owns(mailbox) else 0)
+        taken = CounterMetricFamily("mailtriage_leases_taken", "Leases this daemon took since it started.",
+                                    labels=["daemon"])  # fmt: skip
+        taken.add_metric([name], self.membership.taken)
+        lost = CounterMetricFamily(
+            "mailtriage_leases_lost", "Leases this daemon lost since it started (not renewed in time).",
+            labels=["daemon"],
+        )  # fmt: skip
+        lost.add_metric([name], self.membership.lost)
+        yield owned
+        yield taken
+        yield lost

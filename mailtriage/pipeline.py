@@ -22,7 +22,7 @@ from mailtriage.store import MessageRecord, Outcome, Status, Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CycleOptions", "CycleReport", "Triage", "no_stages", "one_by_one", "run_cycle"]
+__all__ = ["Control", "CycleOptions", "CycleReport", "Triage", "no_stages", "one_by_one", "run_cycle"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class CycleReport:
     failed: int = 0
     backlog: int = 0
     error: str | None = None
+    held_by: str | None = None
+    """Not read: the daemon named here holds the mailbox's lease (``run --once`` beside a running daemon)."""
     statuses: dict[str, int] = field(default_factory=dict)
     reasons: set[str] = field(default_factory=set, repr=False)
     """Why messages were left for a human this cycle: each is logged once, not once per message."""
@@ -58,6 +60,17 @@ class CycleReport:
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
 
+@dataclass(frozen=True)
+class Control:
+    """How whoever runs a cycle steers it."""
+
+    should_stop: Callable[[], bool] = lambda: False
+    """Asked after each message: True ends the cycle after it (shutting down)."""
+    fence: Callable[[], None] = lambda: None
+    """Called inside each batch's transaction, before it commits: raises (LeaseLost) when another daemon may be
+    working the mailbox, and the batch is not recorded."""
+
+
 no_stages = Triage()
 """Record customer mail without classifying it."""
 
@@ -68,8 +81,8 @@ def run_cycle(
     *,
     now: Clock,
     options: CycleOptions = CycleOptions(),
-    should_stop: Callable[[], bool] = lambda: False,
     stages: Triage = no_stages,
+    control: Control = Control(),
 ) -> CycleReport:
     """Process what arrived in ``mailbox``'s inbox since the last cycle, each message exactly once.
 
@@ -77,7 +90,7 @@ def run_cycle(
     Messages already recorded are known by their content hash (which covers the Message-ID), one query per batch:
     a changed UIDVALIDITY, a message moved back into the inbox or delivered twice is noted, never processed again.
     """
-    return Cycle(mailbox, store, now, options, stages, should_stop).run()
+    return Cycle(mailbox, store, now, options, stages, control).run()
 
 
 class Cycle:
@@ -90,10 +103,10 @@ class Cycle:
         clock: Clock,
         options: CycleOptions,
         stages: Triage,
-        should_stop: Callable[[], bool],
+        control: Control,
     ) -> None:
         self.mailbox, self.store, self.clock = mailbox, store, clock
-        self.options, self.stages, self.should_stop = options, stages, should_stop
+        self.options, self.stages, self.control = options, stages, control
         self.report = CycleReport(mailbox.name)
         self.actions = Actions(mailbox, store, stages, clock, self.report)
         self.skip_before: datetime | None = None
@@ -123,6 +136,7 @@ class Cycle:
         for batch in batches(self.mailbox, folder, uids, self.options.batch_size, found.status.uidvalidity):
             with self.store.batch():  # a crash before its commit means the batch is read again, nothing more
                 parsed, stopped = self._record_batch(batch)
+                self.control.fence()
             self.actions.apply_pending(parsed)  # changes on the server, after the record
             if stopped:
                 return
@@ -144,7 +158,7 @@ class Cycle:
                 self._seen_again(record, raw)
             else:
                 copies.append((raw, content_hash))
-            if self.should_stop():
+            if self.control.should_stop():
                 log.info("mailbox %s: stopping after UID %s as asked", name, raw.uid)
                 stopped = True
                 break

@@ -24,12 +24,14 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from mailtriage.backoff import backoff, seconds
-from mailtriage.errors import AuthenticationFailed, MailboxError, StoreError
+from mailtriage.cluster import Membership
+from mailtriage.errors import AuthenticationFailed, LeaseLost, MailboxError, StoreError
 from mailtriage.listener import listen
 from mailtriage.mailbox import Mailbox
+from mailtriage.mailbox.fenced import FencedMailbox
 from mailtriage.mailbox.server import describe
 from mailtriage.models import Clock
-from mailtriage.pipeline import CycleOptions, CycleReport, Triage, no_stages, run_cycle
+from mailtriage.pipeline import Control, CycleOptions, CycleReport, Triage, no_stages, run_cycle
 from mailtriage.settings import ScheduleSettings
 from mailtriage.store import Store
 
@@ -82,9 +84,15 @@ class Daemon:
         schedule: ScheduleSettings,
         duties: Duties = Duties(),
         clock: Clock = utcnow,
+        membership: Membership | None = None,
     ) -> None:
-        self.mailboxes, self.store, self.schedule = list(mailboxes), store, schedule
-        self.duties, self.clock = duties, clock
+        """``membership``: the leases through which daemons sharing the store share the mailboxes; None: this
+        daemon works every mailbox, alone (tests on a store of their own)."""
+        self.store, self.schedule, self.duties, self.clock = store, schedule, duties, clock
+        self.membership = membership
+        self.mailboxes: list[Mailbox] = (
+            list(mailboxes) if membership is None else [FencedMailbox(m, membership.check) for m in mailboxes]
+        )
         self.once = False
         """Set by ``run_once``: a failure is tried again by the next run, not by this process."""
         self.stop = threading.Event()
@@ -97,7 +105,18 @@ class Daemon:
         """Mailboxes woken while their cycle ran: it runs again as soon as it ends."""
 
     def cycle(self, mailbox: Mailbox) -> CycleReport:
-        """One cycle for one mailbox; a mailbox failure is logged and reported, never raised."""
+        """One cycle for one mailbox, its lease taken first if this daemon does not hold it (reported held when
+        another daemon does); a mailbox failure is logged and reported, never raised."""
+        if self.membership is not None and not self.membership.owns(mailbox.name):
+            try:
+                held = self.membership.claim([mailbox.name])
+            except StoreError as exc:
+                return self._failed(mailbox, exc)
+            if held:
+                return CycleReport(mailbox.name, held_by=held[mailbox.name])
+        return self._cycle(mailbox)
+
+    def _cycle(self, mailbox: Mailbox) -> CycleReport:
         started = time.monotonic()
         if self._store_failed:
             # Each try after a store fault gets fresh connections: one opened during the fault (a read-only file,
@@ -105,8 +124,14 @@ class Daemon:
             self.store.reconnect()
             self._store_failed = False
         try:
+            control = Control(should_stop=self.stop.is_set, fence=self._fence(mailbox))
             report = run_cycle(mailbox, self.store, now=self.clock, options=self.duties.options,
-                               should_stop=self.stop.is_set, stages=self.duties.stages)  # fmt: skip
+                               stages=self.duties.stages, control=control)  # fmt: skip
+        except LeaseLost as exc:  # not a failure of the mailbox: another daemon works it now
+            log.warning("%s; stopped before changing anything more there: the daemon holding it finishes what was "
+                        "begun", exc)  # fmt: skip
+            mailbox.close()
+            return CycleReport(mailbox.name)
         except Exception as exc:  # a fault of the server, the store, or of mailtriage itself: never the end of it
             report = self._failed(mailbox, exc)
         else:
@@ -138,15 +163,30 @@ class Daemon:
         mailbox.close()
         return CycleReport(mailbox.name, error=str(exc))
 
+    def _fence(self, mailbox: Mailbox) -> Callable[[], None]:
+        """What a cycle calls before committing a batch: raises LeaseLost once the lease is not ours."""
+        membership = self.membership
+        if membership is None:
+            return lambda: None
+        return lambda: membership.confirm(mailbox.name)
+
+    def owns(self, mailbox: Mailbox) -> bool:
+        return self.membership is None or self.membership.owns(mailbox.name)
+
     def run_once(self) -> list[CycleReport]:
+        """One cycle of every mailbox no other daemon holds, then the sweeps; the others are reported held."""
         self.once = True
+        held = {} if self.membership is None else self.membership.claim_all()
         try:
-            reports = [self.cycle(mailbox) for mailbox in self.mailboxes]
+            reports = [CycleReport(mailbox.name, held_by=held[mailbox.name]) if mailbox.name in held
+                       else self._cycle(mailbox) for mailbox in self.mailboxes]  # fmt: skip
             for sweep in self.duties.sweeps:
                 self.run_sweep(sweep)
             return reports
         finally:
             self.close()
+            if self.membership is not None:
+                self.membership.leave()
 
     def run_sweep(self, sweep: Sweep) -> None:
         """Run a sweep for every mailbox whose last cycle worked; one that fails is logged and tried again at the
@@ -154,8 +194,8 @@ class Daemon:
         for mailbox in self.mailboxes:
             if self.stop.is_set():
                 return
-            if self._failures[mailbox.name]:
-                continue  # its cycle failed and said why; the sweep waits until the mailbox works again
+            if self._failures[mailbox.name] or not self.owns(mailbox):
+                continue  # its cycle failed and said why (the sweep waits until it works again); or not ours
             try:
                 sweep.run(mailbox)
             except Exception as exc:  # one mailbox's sweep never stops the others, nor the daemon
@@ -180,6 +220,9 @@ class Daemon:
         logging.getLogger("apscheduler.scheduler").addFilter(NO_SKIPPED_RUNS)
         listeners: list[threading.Thread] = []
         try:
+            if self.membership is not None:
+                self.membership.join()
+                self.membership.tick()  # its share of the mailboxes, before the first cycles
             self._schedule(scheduler)
             for mailbox in self.mailboxes:
                 self._introduce(mailbox)
@@ -194,12 +237,44 @@ class Daemon:
             log.info("stopping: finishing the message in hand, then closing connections")
         finally:
             self.stop.set()
+            if self.membership is not None:
+                self.membership.end_all()
             if scheduler.running:
                 scheduler.shutdown(wait=True)
             for listener in listeners:
                 listener.join(timeout=5)
             self.close()
+            self._leave()
             log.info("stopped")
+
+    def _leave(self) -> None:
+        """Give the leases back, so that the other daemons take over at once rather than after they expire."""
+        if self.membership is None:
+            return
+        try:
+            self.membership.leave()
+        except StoreError as exc:
+            log.warning("%s; the other daemons take this one's mailboxes over once its leases expire", exc)
+
+    def tick_interval(self) -> float:
+        """How often leases are renewed and the split evened out: a third of the lease, at most the poll."""
+        assert self.membership is not None
+        return min(self.membership.lease_seconds / 3, self.schedule.poll_interval)
+
+    def _tick(self, scheduler: BackgroundScheduler) -> None:
+        """Renew and rebalance; a mailbox just taken over is cycled at once (what its last owner left, first)."""
+        assert self.membership is not None
+        try:
+            with self._lock:
+                running = set(self._running)
+            taken = self.membership.tick(busy=running.__contains__)
+        except StoreError as exc:
+            log.warning("%s; leases not renewed: this daemon stops acting on its mailboxes once they run short, "
+                        "and renews at the next tick", exc)  # fmt: skip
+            return
+        by_name = {mailbox.name: mailbox for mailbox in self.mailboxes}
+        for name in taken:
+            self._wake(by_name[name], scheduler)
 
     def _schedule(self, scheduler: BackgroundScheduler) -> None:
         for mailbox in self.mailboxes:
@@ -211,15 +286,34 @@ class Daemon:
             scheduler.add_job(function, trigger)
         for sweep in self.duties.sweeps:
             scheduler.add_job(self.run_sweep, IntervalTrigger(seconds=sweep.interval), args=[sweep], id=sweep.name)
+        if self.membership is not None:
+            scheduler.add_job(self._tick, IntervalTrigger(seconds=self.tick_interval()), args=[scheduler],
+                              id="leases", misfire_grace_time=None)  # fmt: skip
 
     def _listen(self, mailbox: Mailbox, scheduler: BackgroundScheduler) -> threading.Thread:
         """A thread that wakes the mailbox's job as soon as mail arrives, on a handle of its own."""
-        thread = threading.Thread(
-            target=listen, args=(mailbox, lambda: self._wake(mailbox, scheduler), self.stop, self.schedule),
-            name=f"listen-{mailbox.name}", daemon=True,
-        )  # fmt: skip
+        thread = threading.Thread(target=self._listen_while_owned, args=(mailbox, scheduler),
+                                  name=f"listen-{mailbox.name}", daemon=True)  # fmt: skip
         thread.start()
         return thread
+
+    def _listen_while_owned(self, mailbox: Mailbox, scheduler: BackgroundScheduler) -> None:
+        """Listen on ``mailbox`` while this daemon holds its lease; wait for it while another daemon does."""
+
+        def wake() -> None:
+            self._wake(mailbox, scheduler)
+
+        if self.membership is None:
+            listen(mailbox, wake, self.stop, self.schedule)
+            return
+        while not self.stop.is_set():
+            period = self.membership.period(mailbox.name)
+            if period is None:
+                self.stop.wait(self.tick_interval())
+                continue
+            listen(mailbox, wake, period, self.schedule)
+            if not period.is_set():
+                return  # it cannot listen there (no IDLE): polling alone finds its mail
 
     def _introduce(self, mailbox: Mailbox) -> None:
         """Log once what the mailbox's server offers and what mailtriage will therefore do there."""
@@ -240,9 +334,11 @@ class Daemon:
         if self.stop.is_set():
             return
         with self._lock:
+            if not self.owns(mailbox):
+                return  # another daemon's, for now: taken at a tick if it comes to this one
             self._running.add(mailbox.name)
         try:
-            report = self.cycle(mailbox)
+            report = self._cycle(mailbox)
         finally:
             with self._lock:
                 self._running.discard(mailbox.name)

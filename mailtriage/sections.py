@@ -174,6 +174,24 @@ class StoreSettings(Section):
         return value
 
 
+class ClusterSettings(Section):
+    """Several daemons sharing one store (PostgreSQL) and the mailboxes: each mailbox is worked by one of them at a
+    time, under a lease it renews."""
+
+    name: str = ""
+    """This daemon's name among those sharing the store, unique to it; empty: HOST:PID."""
+    lease_seconds: float = Field(default=30.0, ge=3, le=3600)
+    """A daemon that stops renewing (killed, its machine or its database connection gone) loses its mailboxes
+    after this long, and the others take them over."""
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable() or len(value) > 200:
+            raise ValueError("a name of at most 200 printable characters, unique to this daemon")
+        return value.strip()
+
+
 class SmtpSettings(Section):
     """The mail server that carries notifications to teams (never replies to customers: those are drafts)."""
 

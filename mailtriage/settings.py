@@ -27,6 +27,7 @@ from mailtriage.sections import (
     Auth,
     CalendarSettings,
     ClassifierSettings,
+    ClusterSettings,
     DeadlineSettings,
     DraftSettings,
     Folders,
@@ -52,6 +53,7 @@ __all__ = [
     "CalendarSettings",
     "Category",
     "ClassifierSettings",
+    "ClusterSettings",
     "DEFAULT_CATEGORIES",
     "DeadlineSettings",
     "DraftSettings",
@@ -89,6 +91,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     intake: IntakeSettings = IntakeSettings()
     store: StoreSettings = StoreSettings()
+    cluster: ClusterSettings = ClusterSettings()
     categories: tuple[Category, ...] = DEFAULT_CATEGORIES
     classifier: ClassifierSettings = ClassifierSettings()
     rules: tuple[Rule, ...] = ()

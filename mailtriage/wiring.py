@@ -12,6 +12,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from mailtriage.actions import Triage
+from mailtriage.cluster import Membership, default_name
 from mailtriage.corrections import Watched
 from mailtriage.corrections import sweep as corrections_sweep
 from mailtriage.deadlines import Policy, policy_from_settings
@@ -30,9 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def open_store(settings: Settings) -> Store:
-    """The configured store, opened the one way every command opens it."""
-    return Store(settings.store.url, settings.store.busy_timeout)
+def open_store(settings: Settings, daemon: str | None = None) -> Store:
+    """The configured store, opened the one way every command opens it; ``daemon``: the name of the daemon
+    using it, noted on what it records."""
+    return Store(settings.store.url, settings.store.busy_timeout, daemon=daemon)
 
 
 def cycle_options(settings: Settings) -> CycleOptions:
@@ -47,7 +49,10 @@ def daemon_from_settings(settings: Settings, clock: Clock = utcnow) -> Daemon:
     """The daemon for a loaded configuration."""
     from mailtriage.model import Predictor, load_or_build_default
 
-    store = open_store(settings)  # first: opening it fails fast, a model is slow
+    name = settings.cluster.name or default_name()
+    store = open_store(settings, name)  # first: opening it fails fast, a model is slow
+    membership = Membership(store, [m.name for m in settings.mailboxes], name=name,
+                            lease_seconds=settings.cluster.lease_seconds, clock=clock)  # fmt: skip
     classifier = load_or_build_default(settings.classifier.model, settings.category_names(), log.info)
     predictor = Predictor(classifier, settings.classifier.threshold, settings.classifier.fallback)
     options = cycle_options(settings)
@@ -61,7 +66,7 @@ def daemon_from_settings(settings: Settings, clock: Clock = utcnow) -> Daemon:
     if port is not None:
         from mailtriage.metrics import Metrics
 
-        metrics = Metrics(store)
+        metrics = Metrics(store, membership)
         after_cycle.append(metrics.after_cycle)
         on_start.append(lambda: metrics.start(port, settings.health.metrics_address))
         on_skipped.append(metrics.skipped)
@@ -71,7 +76,7 @@ def daemon_from_settings(settings: Settings, clock: Clock = utcnow) -> Daemon:
         on_skipped=on_skipped, folders=tuple(c.folder for c in settings.categories if c.folder),
     )  # fmt: skip
     mailboxes = [open_mailbox(mailbox) for mailbox in settings.mailboxes]
-    return Daemon(mailboxes, store, settings.schedule, duties, clock)
+    return Daemon(mailboxes, store, settings.schedule, duties, clock, membership)
 
 
 def retrain_jobs(

@@ -8,7 +8,7 @@ import pytest
 from mailtriage.draft import Draft
 from mailtriage.mailbox.memory import MemoryMailbox
 from mailtriage.models import Classification, ParsedEmail, RouteDecision
-from mailtriage.pipeline import CycleOptions, Triage, one_by_one, run_cycle
+from mailtriage.pipeline import Control, CycleOptions, Triage, one_by_one, run_cycle
 from mailtriage.store import Store
 from tests.helpers import order_mail
 
@@ -126,7 +126,7 @@ def test_asking_to_stop_ends_the_cycle_after_the_message_in_hand_and_loses_nothi
     mailbox = MemoryMailbox()
     fill(mailbox, 10)
     asked = iter([False, False, True])
-    report = run_cycle(mailbox, store, now=clock, should_stop=lambda: next(asked, True))
+    report = run_cycle(mailbox, store, now=clock, control=Control(should_stop=lambda: next(asked, True)))
     assert report.new == 3
     assert run_cycle(mailbox, store, now=clock).new == 7
     assert store.messages.count() == 10

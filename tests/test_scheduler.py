@@ -59,13 +59,13 @@ def test_mail_announced_by_idle_during_a_running_cycle_is_looked_for_right_after
     mailbox = MemoryMailbox("support")
     scheduler = RecordingScheduler()
     daemon = Daemon([mailbox], store, ScheduleSettings())
-    running = daemon.cycle
+    running = daemon._cycle
 
     def cycle_during_which_mail_arrives(box: MemoryMailbox) -> object:
         daemon._wake(box, scheduler)  # type: ignore[arg-type]
         return running(box)
 
-    daemon.cycle = cycle_during_which_mail_arrives  # type: ignore[assignment,method-assign]
+    daemon._cycle = cycle_during_which_mail_arrives  # type: ignore[assignment,method-assign]
     daemon._scheduled_cycle(mailbox, scheduler)  # type: ignore[arg-type]
     assert scheduler.asked == ["support"]  # once the cycle ended, not dropped as a skipped run
     daemon._wake(mailbox, scheduler)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -141,6 +142,8 @@ def run(ctx: click.Context, once: bool, as_json: bool) -> None:
 
 
 def summary(report: CycleReport) -> str:
+    if report.held_by is not None:
+        return f"{report.mailbox}: not read, daemon {clean(report.held_by)} holds it"
     if not report.ok:
         return f"{report.mailbox}: FAILED: {clean(report.error)}"  # the server's words are in it
     backlog = f", {report.backlog} left for the next cycle" if report.backlog else ""
@@ -264,7 +267,8 @@ def _print_status(state: dict[str, Any], now: datetime) -> None:
 
     console = Console()
     table = Table(title="mailboxes", expand=True)
-    for column in ("Mailbox", "Last good cycle", "Failing", "Backlog", "Last 24 h", "Waiting for an answer"):
+    for column in ("Mailbox", "Worked by", "Last good cycle", "Failing", "Backlog", "Last 24 h",
+                   "Waiting for an answer"):  # fmt: skip
         table.add_column(column, overflow="fold")
     for box in state["mailboxes"]:
         counts = box["last_24h"]
@@ -272,10 +276,13 @@ def _print_status(state: dict[str, Any], now: datetime) -> None:
         waiting = ", ".join(f"{n} {k.split(':', 1)[1]}" for k, n in sorted(counts.items()) if k.startswith("open"))
         last = ago(box["last_ok_at"])
         failing = f"{box['failures']} in a row: {box['last_error']}" if box["failures"] else "no"
-        table.add_row(cell(box["name"]), f"[red]{last}[/red]" if box["stale"] else last,
+        owner = f"{cell(box['owner'])}, since {ago(box['owner_since'])}" if box["owner"] else "nobody now"
+        table.add_row(cell(box["name"]), owner, f"[red]{last}[/red]" if box["stale"] else last,
                       f"[red]{inline(failing)}[/red]" if box["failures"] else failing, str(box["backlog"]),
                       cell(recorded or "nothing"), cell(waiting or "nothing"))  # fmt: skip
     console.print(table)
+    if state["daemons"]:
+        console.print(_daemons_table(state["daemons"], ago))
     model = state["model"]
     f1 = model["macro_f1"]
     measured = f"cross-validated macro-F1 {f1:.3f}" if f1 is not None else "not cross-validated (mailtriage evaluate)"
@@ -291,3 +298,15 @@ def _print_status(state: dict[str, Any], now: datetime) -> None:
         console.print(f"heartbeat {inline(heartbeat['file'])}: written {ago(heartbeat['written_at'])}")
     verdict = "healthy" if state["healthy"] else "[red]not healthy[/red]: a mailbox has no recent good cycle"
     console.print(f"{verdict} (stale after {state['stale_after_seconds']:.0f} s)")
+
+
+def _daemons_table(daemons: list[dict[str, Any]], ago: Callable[[str | None], str]) -> Table:
+    table = Table(title="daemons sharing the store", expand=True)
+    for column in ("Daemon", "Host, PID", "Version", "Started", "Last seen", "Mailboxes", "Recorded, 24 h"):
+        table.add_column(column, overflow="fold")
+    for daemon in daemons:
+        seen = ago(daemon["seen_at"])
+        table.add_row(cell(daemon["name"]), cell(f"{daemon['host']}, {daemon['pid']}"), cell(daemon["version"]),
+                      ago(daemon["started_at"]), seen if daemon["alive"] else f"[red]{seen} (gone)[/red]",
+                      str(daemon["mailboxes"]), str(daemon["recorded_24h"]))  # fmt: skip
+    return table

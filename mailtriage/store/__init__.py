@@ -1,10 +1,11 @@
 """The store: per-folder sync state, one row per message with every decision about it, deadlines and the signals
-they owe, each mailbox's health, and an append-only audit log.
+they owe, each mailbox's health, the leases through which daemons share the mailboxes, and an append-only audit log.
 
-SQLite by default (WAL), through SQLAlchemy Core so that a PostgreSQL URL works too; the schema is versioned by
-Alembic migrations under ``mailtriage/migrations`` and brought up to date whenever a store is opened. Each concern
-is a small repository over one engine and one transaction scope: ``store.messages``, ``store.sync``,
-``store.deadlines``, ``store.health``, ``store.audit``; ``store.batch()`` makes the calls inside one transaction.
+SQLite by default (WAL), or PostgreSQL (psycopg 3) for several daemons sharing the mailboxes, through SQLAlchemy
+Core; the schema is versioned by Alembic migrations under ``mailtriage/migrations`` and brought up to date whenever
+a store is opened. Each concern is a small repository over one engine and one transaction scope:
+``store.messages``, ``store.sync``, ``store.deadlines``, ``store.health``, ``store.leases``, ``store.audit``;
+``store.batch()`` makes the calls inside one transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mailtriage.store.audit import AuditLog
 from mailtriage.store.database import Database
 from mailtriage.store.deadlines import Deadlines
 from mailtriage.store.health import Health
+from mailtriage.store.leases import DaemonRecord, Lease, Leases
 from mailtriage.store.messages import Messages, SyncStates
 from mailtriage.store.records import (
     AuditEvent,
@@ -27,7 +29,10 @@ from mailtriage.store.records import (
     SyncState,
 )
 
-__all__ = ["AuditEvent", "MailboxHealth", "MessageRecord", "Outcome", "Signal", "Status", "Store", "SyncState"]
+__all__ = [
+    "AuditEvent", "DaemonRecord", "Lease", "MailboxHealth", "MessageRecord", "Outcome", "Signal", "Status", "Store",
+    "SyncState",
+]  # fmt: skip
 
 
 class Store:
@@ -36,15 +41,17 @@ class Store:
     Raises StoreError when it cannot be opened (unreachable, a driver missing, a schema newer than this version).
     """
 
-    def __init__(self, url: str, busy_timeout: float = 30.0) -> None:
+    def __init__(self, url: str, busy_timeout: float = 30.0, *, daemon: str | None = None) -> None:
+        """``daemon``: the name of the daemon using the store, noted on every message it records."""
         self.database = Database(url, busy_timeout)
         self.url = url
         self.engine = self.database.engine
         self.audit = AuditLog(self.database)
         self.sync = SyncStates(self.database)
-        self.messages = Messages(self.database, self.sync, self.audit)
+        self.messages = Messages(self.database, self.sync, self.audit, daemon)
         self.deadlines = Deadlines(self.database, self.audit)
         self.health = Health(self.database)
+        self.leases = Leases(self.database)
 
     @contextmanager
     def batch(self) -> Iterator[None]:

@@ -20,7 +20,7 @@ from mailtriage.errors import StoreError
 from mailtriage.files import create_private
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-TABLES = ("sync_state", "messages", "audit_log", "deadline_signals", "mailbox_health")
+TABLES = ("sync_state", "messages", "audit_log", "deadline_signals", "mailbox_health", "mailbox_leases", "daemons")
 
 
 class Database:
@@ -102,7 +102,21 @@ class Database:
 
 
 def _engine(url: str, busy_timeout: float) -> Engine:
-    engine = sa.create_engine(url)
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, the driver of the postgresql extra
+    if parsed.get_backend_name() == "postgresql":
+        # pre_ping: a connection the server or a network cut dropped is replaced before use, not failed on; a row
+        # lock held longer than the busy timeout is an error, as SQLite's busy timeout is; the pool is sized for a
+        # daemon's threads (one per mailbox job, its sweeps and listeners, at most a few at once).
+        milliseconds = int(busy_timeout * 1000)
+        return sa.create_engine(
+            parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=busy_timeout,
+            connect_args={"connect_timeout": max(1, int(busy_timeout)),
+                          "options": f"-c lock_timeout={milliseconds} -c idle_in_transaction_session_timeout="
+                                     f"{milliseconds * 4}"},
+        )  # fmt: skip
+    engine = sa.create_engine(parsed)
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if database and database != ":memory:":
@@ -130,3 +144,16 @@ def shown(url: str) -> str:
 def reason(exc: Exception) -> str:
     original = getattr(exc, "orig", None)
     return str(original or exc).splitlines()[0]
+
+
+def storable(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
+    """A row as every database takes it: text within its column's width (SQLite ignores widths, PostgreSQL
+    refuses a longer value), and no NUL character (PostgreSQL's text cannot hold one). Mail is hostile: a
+    Message-ID of 100,000 characters, a subject with NULs, are stored cut short or with U+FFFD, never refused."""
+    fitted = dict(values)
+    for name, value in values.items():
+        if isinstance(value, str):
+            value = value.replace("\x00", "\ufffd")
+            length = getattr(table.c[name].type, "length", None)
+            fitted[name] = value[:length] if length else value
+    return fitted

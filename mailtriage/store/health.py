@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mailtriage.deadlines import OPEN
-from mailtriage.store.database import Database
+from mailtriage.store.database import Database, storable
 from mailtriage.store.records import MailboxHealth, naive, utc
 
 _OPEN = [state.value for state in OPEN]
@@ -29,6 +29,7 @@ class Health:
         else:
             values = {"last_cycle_at": naive(now), "failures": column.failures + 1, "last_error": error,
                       "last_error_at": naive(now)}  # fmt: skip
+        values = storable(self.table, values)  # an error quotes the server, whatever it sent
         with self.database.transaction() as db:
             if not db.execute(self.table.update().where(column.mailbox == mailbox).values(values)).rowcount:
                 first = {**values, "failures": 0 if error is None else 1}
@@ -65,6 +66,14 @@ class Health:
                 .group_by(column.deadline_state)
             ).all()
         return {**{f"recorded:{s}": n for s, n in statuses}, **{f"open:{s}": n for s, n in states}}
+
+    def recorded_by(self, since: datetime) -> dict[str, int]:
+        """Messages recorded since ``since``, by the daemon that recorded them."""
+        column = self.messages.c
+        query = (sa.select(column.daemon, sa.func.count()).where(column.recorded_at >= naive(since),
+                 column.daemon.is_not(None)).group_by(column.daemon))  # fmt: skip
+        with self.database.transaction() as db:
+            return {daemon: count for daemon, count in db.execute(query)}
 
     def metric_counts(self) -> dict[str, dict[tuple[str, ...], int]]:
         """Messages by (mailbox, status, category) and those waiting for an answer by (mailbox, state)."""

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from mailtriage.deadlines import OPEN, State
 from mailtriage.models import MessageKind, ParsedEmail, RawMessage
 from mailtriage.store.audit import AuditLog
-from mailtriage.store.database import Database
+from mailtriage.store.database import Database, storable
 from mailtriage.store.records import MessageRecord, Outcome, Status, SyncState, message_from_row, naive, utc
 
 _OPEN = [state.value for state in OPEN]
@@ -49,8 +49,9 @@ class SyncStates:
 
 
 class Messages:
-    def __init__(self, database: Database, sync: SyncStates, audit: AuditLog) -> None:
+    def __init__(self, database: Database, sync: SyncStates, audit: AuditLog, daemon: str | None = None) -> None:
         self.database = database
+        self.daemon = daemon
         self.sync = sync
         self.audit = audit
         self.table = database.tables["messages"]
@@ -81,7 +82,7 @@ class Messages:
         A crash before the commit leaves neither, so the message is read again; after it, both, so it is not.
         """
         with self.database.transaction() as db:
-            values = _row(mailbox, raw, parsed, outcome, now)
+            values = storable(self.table, {**_row(mailbox, raw, parsed, outcome, now), "daemon": self.daemon})
             message = int(db.execute(self._insert, values).inserted_primary_key[0])  # type: ignore[index]
             self.audit.write(db, mailbox, message, "recorded", _recorded(raw, parsed, outcome), now)
             self.sync.write(db, mailbox, raw.folder, SyncState(raw.uidvalidity, raw.uid), now)
@@ -208,7 +209,7 @@ class Messages:
         return None if row is None else message_from_row(row)
 
     def _update(self, db: Connection, record: MessageRecord, **values: Any) -> None:
-        db.execute(self.table.update().where(self.table.c.id == record.id).values(**values))
+        db.execute(self.table.update().where(self.table.c.id == record.id).values(**storable(self.table, values)))
 
     def _records(self, query: sa.Select[tuple[object, ...]]) -> list[MessageRecord]:
         with self.database.transaction() as db:

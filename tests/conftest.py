@@ -135,8 +135,21 @@ def seed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "default.npz"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh store: each test that takes one runs on SQLite and on PostgreSQL (a database of its own)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    opened = Store(url)
+    yield opened
+    opened.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh SQLite store, for what only SQLite does (a file locked or made read-only)."""
     opened = Store(f"sqlite:///{tmp_path / 'store.db'}")
     yield opened
     opened.close()

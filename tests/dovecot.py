@@ -314,11 +314,12 @@ def start_server() -> DovecotServer:
 def write_config(
     path: Path,
     accounts: Iterable[Account | MailboxSettings],
-    store: Path,
+    store: Path | str,
     model: Path,
     **sections: dict[str, object],
 ) -> Path:
-    """A mailtriage TOML config for these accounts (or mailbox settings), a SQLite store and a model file."""
+    """A mailtriage TOML config for these accounts (or mailbox settings), a store (a SQLite file, or a URL) and a
+    model file."""
     lines = []
     for entry in accounts:
         settings = entry.settings(name=entry.username) if isinstance(entry, Account) else entry
@@ -332,7 +333,8 @@ def write_config(
                 f'username = "{settings.username}"', f'auth = "{settings.auth.value}"',
                 f'secret = {{ file = "{settings.secret.file}" }}',
             ]  # fmt: skip
-    lines += ["[store]", f'url = "sqlite:///{store}"', "[classifier]", f'model = "{model}"']
+    url = store if isinstance(store, str) else f"sqlite:///{store}"
+    lines += ["[store]", f'url = "{url}"', "[classifier]", f'model = "{model}"']
     for section, values in sections.items():
         lines.append(f"[{section}]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from mailtriage.settings import (
     StoreSettings,
 )
 from mailtriage.store import Status, Store
+from mailtriage.store.database import TABLES
 from mailtriage.wiring import daemon_from_settings
 from tests.courier import CourierServer
 from tests.dovecot import Account, DovecotServer, free_port, write_config
@@ -63,7 +65,7 @@ def settings_through(account: Account, store: Store, model: Path, port: int | No
     return base.model_copy(
         update={
             "mailboxes": (mailbox,),
-            "store": StoreSettings(url=str(store.engine.url), busy_timeout=0.3),
+            "store": StoreSettings(url=store.url, busy_timeout=0.3),
             "classifier": ClassifierSettings(model=model),
             "schedule": ScheduleSettings(backoff_initial=0.2, backoff_max=1, **schedule),
         }
@@ -210,19 +212,35 @@ def wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
 # --- the store ----------------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def locked(store: Store) -> Iterator[None]:
+    """Another process holding the whole store: a backup (SQLite), a migration or maintenance (PostgreSQL)."""
+    if store.engine.dialect.name == "sqlite":
+        holder = sqlite3.connect(str(store.engine.url.database), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    engine = sa.create_engine(store.engine.url)
+    with engine.connect() as db:
+        db.execute(sa.text(f"LOCK TABLE {', '.join(TABLES)} IN ACCESS EXCLUSIVE MODE"))
+        try:
+            yield
+        finally:
+            db.rollback()
+    engine.dispose()
+
+
 def test_a_locked_store_fails_the_cycle_with_one_line_and_the_next_cycle_loses_nothing(
     account: Account, store: Store, seed_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     account.append_many(return_request(n) for n in range(3))
     daemon = daemon_from_settings(settings_through(account, store, seed_model))
-    holder = sqlite3.connect(str(store.engine.url.database), isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")  # a backup or another process holding the database
-    try:
-        with caplog.at_level(logging.INFO):
-            first = daemon.cycle(daemon.mailboxes[0])
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    with locked(store), caplog.at_level(logging.INFO):
+        first = daemon.cycle(daemon.mailboxes[0])
     assert not first.ok and "database is locked" in str(first.error)
     [line] = errors(caplog)
     assert "database is locked" in line and "nothing is lost" in line and "retrying it in" in line
@@ -232,8 +250,9 @@ def test_a_locked_store_fails_the_cycle_with_one_line_and_the_next_cycle_loses_n
 
 
 def test_a_full_disk_under_the_store_fails_the_cycle_and_once_there_is_room_nothing_is_lost(
-    account: Account, store: Store, seed_model: Path, caplog: pytest.LogCaptureFixture
+    account: Account, sqlite_store: Store, seed_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    store = sqlite_store
     account.append_many(return_request(n, padding=100) for n in range(3))  # rows that need new pages
     daemon = daemon_from_settings(settings_through(account, store, seed_model))
     full = {"on": True}
@@ -258,10 +277,11 @@ def test_a_full_disk_under_the_store_fails_the_cycle_and_once_there_is_room_noth
 
 
 def test_a_store_that_was_read_only_when_the_daemon_opened_it_works_again_once_it_is_writable(
-    account: Account, store: Store, seed_model: Path
+    account: Account, sqlite_store: Store, seed_model: Path
 ) -> None:
     """SQLite opens a file it may not write read-only, and that connection stays so for its life: a daemon
     started during a read-only window kept failing after the permissions came back, until restarted."""
+    store = sqlite_store
     account.append_many(return_request(n) for n in range(3))
     read_only = {"on": True}
     daemon = daemon_from_settings(settings_through(account, store, seed_model))
@@ -348,7 +368,7 @@ def test_a_failing_token_command_an_expired_token_and_a_wrong_password_each_say_
     settings = routed_settings(accounts[0]).model_copy(
         update={
             "mailboxes": tuple(MailboxSettings.model_validate(m.model_dump()) for m in mailboxes),
-            "store": StoreSettings(url=str(store.engine.url)),
+            "store": StoreSettings(url=store.url),
             "classifier": ClassifierSettings(model=seed_model),
         }
     )

@@ -207,14 +207,14 @@ def test_a_reply_to_outside_the_senders_domain_is_used_or_not_as_configured_and_
     settings = settings_for(account)
     settings = settings.model_copy(
         update={"drafts": settings.drafts.model_copy(update={"foreign_reply_to": choice}),
-                "store": settings.store.model_copy(update={"url": str(store.engine.url)})}
+                "store": settings.store.model_copy(update={"url": store.url})}
     )  # fmt: skip
     assert cycle(ImapMailbox(account.settings()), store, predictor, settings).ok
     draft, raw = drafts(account)["<foreign-1@example.com>"]
     assert_a_clean_draft(draft, raw, to)
     [appended] = store.audit.events(by_message_id(store)["<foreign-1@example.com>"].id, "draft-appended")
     assert "outside the sender's domain (example.com)" in appended.detail["note"]
-    config = write_config(tmp_path / "c.toml", [account], Path(str(store.engine.url.database)), tmp_path / "m")
+    config = write_config(tmp_path / "c.toml", [account], store.url, tmp_path / "m")
     result = CliRunner().invoke(main, ["--config", str(config), "review"], env={"COLUMNS": "400"})
     assert "Reply-To someone@elsewhere.example is outside the sender's domain" in result.output
 

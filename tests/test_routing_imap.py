@@ -128,7 +128,7 @@ def test_a_draft_an_agent_edited_or_deleted_is_never_written_again(
 ) -> None:
     settings = settings_for(account).model_copy(
         update={  # the daemon shares the cycles' store and model
-            "store": StoreSettings(url=f"sqlite:///{store.engine.url.database}"),
+            "store": StoreSettings(url=store.url),
             "classifier": ClassifierSettings(model=seed_model),
         }
     )
@@ -157,9 +157,7 @@ def test_an_override_rule_beats_the_classifier_and_review_shows_it(
     assert (record.category, record.decided_by) == ("billing", "rule:key account")
     assert [m["Message-ID"] for m, _ in folder_messages(account, "Support.Billing")] == ["<retour-1@example.org>"]
     config = tmp_path / "review.toml"
-    config.write_text(
-        f'[[mailboxes]]\nname = "x"\nmaildir = "{tmp_path}"\n[store]\nurl = "sqlite:///{store.engine.url.database}"\n'
-    )
+    config.write_text(f'[[mailboxes]]\nname = "x"\nmaildir = "{tmp_path}"\n[store]\nurl = "{store.url}"\n')
     result = CliRunner().invoke(main, ["--config", str(config), "review", "--decided-by", "rule", "--json"])
     [row] = json.loads(result.stdout)
     assert (row["category"], row["decided_by"], row["draft"]) == ("billing", "rule:key account", True)
@@ -266,7 +264,7 @@ def test_an_agents_move_to_another_categorys_folder_is_a_correction_that_trainin
 ) -> None:
     settings = settings_for(account).model_copy(
         update={
-            "store": StoreSettings(url=f"sqlite:///{store.engine.url.database}"),
+            "store": StoreSettings(url=store.url),
             "classifier": ClassifierSettings(model=seed_model),
         }
     )
@@ -404,7 +402,7 @@ def test_a_refund_chaser_and_a_return_request_get_different_approved_variants(
 
 
 def test_an_agents_reply_in_sent_is_compared_with_the_draft_and_the_report_counts_it(
-    account: Account, store: Store, seed_model: Path
+    account: Account, store: Store, seed_model: Path, tmp_path: Path
 ) -> None:
     account.append_many([FRENCH_RETURN, FRENCH_CHASER])
     returns = Rule(name="returns", message="rembours", category="return-refund")
@@ -424,7 +422,7 @@ def test_an_agents_reply_in_sent_is_compared_with_the_draft_and_the_report_count
     sweep_deadlines(ImapMailbox(account.settings()), store, policy_from_settings(settings), now)
     used = {e.detail["template"]: e.detail["use"] for e in store.audit.all() if e.action == "draft-used"}
     assert used == {"return-refund/fr": "unchanged", "return-refund-status/fr": "unused"}
-    config = tmp_config(store, account)
+    config = tmp_config(store, account, tmp_path)
     result = CliRunner().invoke(main, ["--config", str(config), "report", "--json"])
     assert json.loads(result.stdout)["drafts"] == {
         "return-refund": {"unchanged": 1, "edited": 0, "rewritten": 0, "unused": 0},
@@ -432,10 +430,10 @@ def test_an_agents_reply_in_sent_is_compared_with_the_draft_and_the_report_count
     }
 
 
-def tmp_config(store: Store, account: Account) -> Path:
-    config = Path(str(store.engine.url.database)).with_suffix(".toml")
+def tmp_config(store: Store, account: Account, folder: Path) -> Path:
+    config = folder / "mailtriage.toml"
     config.write_text(f'[[mailboxes]]\nname = "{account.settings().name}"\nmaildir = "{config.parent}"\n'
-                      f'[store]\nurl = "sqlite:///{store.engine.url.database}"\n')  # fmt: skip
+                      f'[store]\nurl = "{store.url}"\n')  # fmt: skip
     return config
 
 
@@ -518,7 +516,7 @@ def test_an_edited_template_stops_drafting_and_fails_the_check_until_it_is_appro
     cycle(account, store, seed_model, settings)
     [(draft, _)] = folder_messages(account, "Drafts")
     assert draft["In-Reply-To"] == "<retour-2@example.org>"
-    with_store = config.read_text() + f'[store]\nurl = "sqlite:///{store.engine.url.database}"\n'
+    with_store = config.read_text() + f'[store]\nurl = "{store.url}"\n'
     config.write_text(with_store)
     rows = json.loads(CliRunner().invoke(main, ["--config", str(config), "review", "--json"]).stdout)
     [provenance] = [draft for row in rows for draft in row["drafts"]]

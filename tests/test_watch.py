@@ -429,7 +429,7 @@ def test_the_daemon_sweeps_deadlines_after_its_cycle_and_finds_the_message_where
 
     settings = routed_settings(account).model_copy(
         update={
-            "store": StoreSettings(url=f"sqlite:///{store.engine.url.database}"),
+            "store": StoreSettings(url=store.url),
             "classifier": ClassifierSettings(model=seed_model),
             "deadlines": DeadlineSettings(webhook_url=webhook.url),
         }

@@ -141,9 +141,17 @@ def shown(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
+LOCKED = {"55P03", "40001", "40P01"}
+"""PostgreSQL's lock timeout, serialization failure and deadlock: what SQLite calls "database is locked"."""
+
+
 def reason(exc: Exception) -> str:
+    """The database's own words, one line; a lock waited out is called so on either database."""
     original = getattr(exc, "orig", None)
-    return str(original or exc).splitlines()[0]
+    said = str(original or exc).strip().splitlines()[0]
+    if getattr(original, "sqlstate", None) in LOCKED:
+        return f"database is locked ({said}): another process holds it"
+    return said
 
 
 def storable(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:

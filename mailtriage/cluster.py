@@ -80,6 +80,8 @@ class _Held:
     """By this process's monotonic clock: the lease ends no earlier than this for any other daemon."""
     period: threading.Event = field(default_factory=threading.Event)
     """Set when this ownership ends (given back, lost, or the daemon stopping): what the listener waits on."""
+    leaving: bool = False
+    """Being given back: no new cycle starts, the one running finishes under the lease, which is then released."""
 
 
 class Membership:
@@ -108,12 +110,17 @@ class Membership:
         """Whether this daemon may start work on ``mailbox`` now."""
         with self._lock:
             held = self._held.get(mailbox)
-        return held is not None and held.valid_until - self.monotonic() > self.guard
+        return held is not None and not held.leaving and self._valid(held)
 
     def check(self, mailbox: str) -> None:
         """Before a change on ``mailbox``'s server: raise LeaseLost unless its lease is ours with time to spare."""
-        if not self.owns(mailbox):
+        with self._lock:
+            held = self._held.get(mailbox)
+        if held is None or not self._valid(held):
             raise LeaseLost(mailbox)
+
+    def _valid(self, held: _Held) -> bool:
+        return held.valid_until - self.monotonic() > self.guard
 
     def confirm(self, mailbox: str) -> None:
         """Before a batch of ``mailbox`` is committed: raise LeaseLost unless its lease is still ours, checked in
@@ -132,8 +139,9 @@ class Membership:
         return None if held is None else held.period
 
     def owned(self) -> list[str]:
+        """The mailboxes this daemon holds and is not giving back."""
         with self._lock:
-            return sorted(self._held)
+            return sorted(name for name, held in self._held.items() if not held.leaving)
 
     # --- joining, ticking, leaving --------------------------------------------------------------------------------
 
@@ -167,13 +175,15 @@ class Membership:
         return others
 
     def tick(self, busy: Callable[[str], bool] = lambda _: False) -> list[str]:
-        """Renew, then even out the split; the mailboxes newly taken (their cycle should run at once)."""
+        """Renew, then even out the split; the mailboxes newly taken (their cycle should run at once). ``busy``
+        tells whether a mailbox's cycle runs now (asked live, never under this object's lock)."""
         started, now = self.monotonic(), self.clock()
         if not self.store.leases.heartbeat(self.name, now, self.lease_seconds):
             log.warning("daemon %s: its registration was gone from the store (taken for dead?): joining again",
                         self.name)  # fmt: skip
             self.join()
         self._renew(started, now)
+        self._release_left(busy)
         daemons = self.store.leases.daemons()
         dead = self._dead(daemons)
         alive = [d.name for d in daemons if d.expires_at > now and d.name not in dead]
@@ -182,6 +192,8 @@ class Membership:
         leases = {lease.mailbox: lease for lease in self.store.leases.all()}
         free = {m for m, lease in leases.items() if lease.free_at(now) or lease.owner in dead}
         decided = plan(self.mailboxes, alive, self.name, leases, self.owned(), free)
+        log.debug("daemon %s: %d alive (%s), holds %d, %d free: %s", self.name, len(alive), ", ".join(alive),
+                  len(self.owned()), len(free), decided)  # fmt: skip
         if decided.surplus:
             self._give_back(decided.surplus, busy, len(alive))
         taken = []
@@ -231,20 +243,26 @@ class Membership:
                 self._drop(lease.mailbox, "its lease expired before it was renewed, and another daemon took it")
 
     def _give_back(self, surplus: int, busy: Callable[[str], bool], daemons: int) -> None:
-        for mailbox in sorted(self.owned(), reverse=True):
-            if surplus == 0:
-                return
-            if busy(mailbox):
-                continue  # given back at a later tick, between its cycles
+        """Give ``surplus`` mailboxes back, those whose cycle is not running first: at once, or once that cycle
+        ends (it finishes under the lease; no new one starts)."""
+        for mailbox in sorted(self.owned(), key=lambda name: (busy(name), name))[:surplus]:
             with self._lock:
-                item = self._held.pop(mailbox, None)
-            if item is None:
-                continue
+                item = self._held[mailbox]
+                item.leaving = True
             item.period.set()
-            self.store.leases.release(item.lease)
-            surplus -= 1
             log.info("mailbox %s: handed over by daemon %s, %d daemons now sharing %d mailboxes", mailbox,
                      self.name, daemons, len(self.mailboxes))  # fmt: skip
+        self._release_left(busy)
+
+    def _release_left(self, busy: Callable[[str], bool]) -> None:
+        """Release the leases given back whose cycle has ended."""
+        with self._lock:
+            leaving = [name for name, held in self._held.items() if held.leaving]
+        done = [name for name in leaving if not busy(name)]  # asked after ``leaving`` was set: no cycle starts since
+        with self._lock:
+            items = [self._held.pop(name) for name in done if name in self._held]
+        for item in items:
+            self.store.leases.release(item.lease)
 
     def _drop(self, mailbox: str, why: str) -> None:
         with self._lock:

@@ -265,9 +265,7 @@ class Daemon:
         """Renew and rebalance; a mailbox just taken over is cycled at once (what its last owner left, first)."""
         assert self.membership is not None
         try:
-            with self._lock:
-                running = set(self._running)
-            taken = self.membership.tick(busy=running.__contains__)
+            taken = self.membership.tick(busy=self._busy)
         except StoreError as exc:
             log.warning("%s; leases not renewed: this daemon stops acting on its mailboxes once they run short, "
                         "and renews at the next tick", exc)  # fmt: skip
@@ -275,6 +273,11 @@ class Daemon:
         by_name = {mailbox.name: mailbox for mailbox in self.mailboxes}
         for name in taken:
             self._wake(by_name[name], scheduler)
+
+    def _busy(self, name: str) -> bool:
+        """Whether the cycle of mailbox ``name`` runs now (it checked ``owns`` and began under this lock)."""
+        with self._lock:
+            return name in self._running
 
     def _schedule(self, scheduler: BackgroundScheduler) -> None:
         for mailbox in self.mailboxes:

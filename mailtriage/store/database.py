@@ -20,6 +20,8 @@ from mailtriage.errors import StoreError
 from mailtriage.files import create_private
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATION_LOCK = 0x6D61696C74726961
+"""The PostgreSQL advisory lock held while migrating ("mailtria")."""
 TABLES = ("sync_state", "messages", "audit_log", "deadline_signals", "mailbox_health", "mailbox_leases", "daemons")
 
 
@@ -55,6 +57,10 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Daemons started together on a new database would each create the tables: one at a time, the
+                # others then find the schema up to date. (SQLite's write lock does this by itself.)
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

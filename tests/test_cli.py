@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mailtriage.cli import main
 from mailtriage.models import RawMessage
 from mailtriage.parse import parse_message
-from mailtriage.store import Outcome, Status, Store
+from mailtriage.store import DaemonRecord, Outcome, Status, Store
 
 IMAP = """
 [[mailboxes]]
@@ -284,6 +284,27 @@ def test_status_reports_each_mailboxs_last_good_cycle_and_exits_5_once_it_is_sta
 
     code, out, _ = invoke("--config", str(path), "status", env={"MAILTRIAGE_HEALTH__STALE_AFTER": "0.001"})
     assert code == 5 and "not healthy" in out
+
+
+def test_status_shows_which_daemon_works_each_mailbox_and_run_once_leaves_another_daemons_mailbox_alone(
+    tmp_path: Path, seed_model: Path
+) -> None:
+    path, store = store_config(tmp_path, f'\n[classifier]\nmodel = "{seed_model}"\n')
+    now = datetime.now(UTC)
+    until = now + timedelta(seconds=30)
+    store.leases.join(DaemonRecord("triage-b", "elsewhere.example", 4242, now, now, until, "0.1.0"))
+    store.leases.offer(["support"])
+    assert store.leases.acquire("support", "triage-b", now, 30) is not None
+    code, out, _ = invoke("--config", str(path), "run", "--once")
+    assert code == 0 and "support: not read, daemon triage-b holds it" in out
+    state = json.loads(invoke("--config", str(path), "status", "--json")[1])
+    [box] = state["mailboxes"]
+    assert box["owner"] == "triage-b" and box["owner_since"] is not None
+    [daemon] = state["daemons"]  # the run --once above left, and gave back what it held
+    assert (daemon["name"], daemon["host"], daemon["alive"], daemon["mailboxes"]) == ("triage-b", "elsewhere.example",
+                                                                                     True, 1)  # fmt: skip
+    _, out, _ = invoke("--config", str(path), "status", env={"COLUMNS": "200"})
+    assert "triage-b, since" in out and "daemons sharing the store" in out and "elsewhere.example, 4242" in out
 
 
 def test_status_names_a_model_that_was_altered(tmp_path: Path, seed_model: Path) -> None:

@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -56,8 +56,7 @@ class Plan:
 
 
 def plan(
-    mailboxes: Sequence[str], alive: Sequence[str], me: str, leases: Mapping[str, Lease], held: Collection[str],
-    free: Collection[str],
+    mailboxes: Sequence[str], alive: Sequence[str], me: str, held: Collection[str], free: Collection[str]
 ) -> Plan:  # fmt: skip
     """Even out the split: ``alive`` the daemons alive, oldest first; ``held`` the mailboxes ``me`` holds; ``free``
     those nobody holds (or whose holder is dead or let its lease expire)."""
@@ -191,7 +190,7 @@ class Membership:
             d.name in dead or d.expires_at < now - timedelta(seconds=FORGET_AFTER * self.lease_seconds))])  # fmt: skip
         leases = {lease.mailbox: lease for lease in self.store.leases.all()}
         free = {m for m, lease in leases.items() if lease.free_at(now) or lease.owner in dead}
-        decided = plan(self.mailboxes, alive, self.name, leases, self.owned(), free)
+        decided = plan(self.mailboxes, alive, self.name, self.owned(), free)
         log.debug("daemon %s: %d alive (%s), holds %d, %d free: %s", self.name, len(alive), ", ".join(alive),
                   len(self.owned()), len(free), decided)  # fmt: skip
         if decided.surplus:

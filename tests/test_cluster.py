@@ -60,9 +60,9 @@ def test_the_mailboxes_are_split_within_one_of_even(mailboxes: int, daemons: int
 
 
 def test_a_daemon_over_its_share_gives_the_surplus_back_and_one_under_it_takes_free_ones() -> None:
-    over = plan(MAILBOXES, ["a", "b", "c"], "a", {}, held=MAILBOXES[:6], free=[])
+    over = plan(MAILBOXES, ["a", "b", "c"], "a", held=MAILBOXES[:6], free=[])
     assert over.surplus == 2 and over.take == ()
-    under = plan(MAILBOXES, ["a", "b", "c"], "c", {}, held=[], free=MAILBOXES[4:])
+    under = plan(MAILBOXES, ["a", "b", "c"], "c", held=[], free=MAILBOXES[4:])
     assert len(under.take) == 4 and set(under.take) <= set(MAILBOXES[4:])
 
 

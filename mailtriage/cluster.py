@@ -189,6 +189,9 @@ class Membership:
         self.store.leases.forget([d.name for d in daemons if d.name != self.name and (
             d.name in dead or d.expires_at < now - timedelta(seconds=FORGET_AFTER * self.lease_seconds))])  # fmt: skip
         leases = {lease.mailbox: lease for lease in self.store.leases.all()}
+        # A holder no longer registered was found dead and forgotten by another daemon's tick: as dead here.
+        registered = {d.name for d in daemons}
+        dead += sorted({lease.owner for lease in leases.values() if lease.owner and lease.owner not in registered})
         free = {m for m, lease in leases.items() if lease.free_at(now) or lease.owner in dead}
         decided = plan(self.mailboxes, alive, self.name, self.owned(), free)
         log.debug("daemon %s: %d alive (%s), holds %d, %d free: %s", self.name, len(alive), ", ".join(alive),

@@ -183,7 +183,8 @@ def test_a_daemon_dead_on_this_machine_is_taken_over_without_waiting_for_its_lea
     store.leases.offer(MAILBOXES)
     for mailbox in MAILBOXES:
         assert store.leases.acquire(mailbox, "dead", clocks.now(), LEASE) is not None
-    alive = member(store, "b", clocks)
-    alive.tick()
-    assert len(alive.owned()) == 12
+    first, second = member(store, "b", clocks), member(store, "c", clocks)
+    first.tick()  # takes its six, and forgets the dead daemon
     assert "dead" not in [d.name for d in store.leases.daemons()]
+    second.tick()  # the holder is no longer registered: taken for dead here too
+    assert sorted(len(one.owned()) for one in (first, second)) == [6, 6]

@@ -6,8 +6,9 @@ rows are the headline figures each benchmark wrote there, with the targets and v
 (``benchmarks/common.py`` describes the JSON). Each benchmark's own table is printed when it finishes, the summary
 at the end; their progress goes to stderr as it comes.
 
-Run it from the repository root, as root (``intake.py``, ``pipeline.py`` and ``soak.py`` start a private Dovecot,
-which needs root and dovecot-imapd; without them their rows say why they did not run)::
+Run it from the repository root, as root (``intake.py``, ``pipeline.py``, ``scale.py`` and ``soak.py`` start a
+private Dovecot, which needs root and dovecot-imapd, and ``scale.py`` a private PostgreSQL; without them their rows
+say why they did not run)::
 
     sudo .venv/bin/python benchmarks/run_all.py                              # everything: about 30 minutes
     sudo .venv/bin/python benchmarks/run_all.py --skip classifier            # without the classifier's minutes
@@ -15,9 +16,9 @@ which needs root and dovecot-imapd; without them their rows say why they did not
     sudo .venv/bin/python benchmarks/run_all.py --json all.json              # the summary and every run's JSON
 
 ``--quick`` passes each benchmark's quick options: ``intake.py --messages 1000 --repeat 1``, ``deadlines.py --repeat
-10``, ``pipeline.py --quick``, ``lint.py --repeat 50``, ``suite.py --once``, ``soak.py --mails 200 --kills 6
---restarts 1 --readonly-seconds 10 --seconds 60``; ``classifier.py`` has none (it takes a few minutes: ``--skip
-classifier``).
+10``, ``pipeline.py --quick``, ``lint.py --repeat 50``, ``suite.py --once``, ``scale.py --quick``, ``soak.py --mails
+200 --kills 6 --restarts 1 --readonly-seconds 10 --seconds 60``; ``classifier.py`` has none (it takes a few
+minutes: ``--skip classifier``).
 Without it the soak runs with its own defaults (600 mails, 20 kills, 2 Dovecot restarts, 15 s of read-only store:
 about 3 minutes). ``--json FILE`` writes the summary rows (each naming its benchmark) and, under ``figures.runs``,
 each benchmark's command, exit status and the JSON it wrote.
@@ -69,6 +70,7 @@ BENCHMARKS = (
     Benchmark("demo", "demo.py", ("--repeat", "1")),
     Benchmark("lint", "lint.py", ("--repeat", "50")),
     Benchmark("suite", "suite.py", ("--once",)),
+    Benchmark("scale", "scale.py", ("--quick",)),
     Benchmark("soak", "soak.py", ("--mails", "200", "--kills", "6", "--restarts", "1", "--readonly-seconds", "10",
                                   "--seconds", "60"), findings_status=1),
 )  # fmt: skip

@@ -4,6 +4,7 @@ what the rest of mailtriage imports."""
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import re
 import shlex
@@ -190,6 +191,43 @@ class ClusterSettings(Section):
         if not value.isprintable() or len(value) > 200:
             raise ValueError("a name of at most 200 printable characters, unique to this daemon")
         return value.strip()
+
+
+class ConsoleSettings(Section):
+    """The web console (``mailtriage console``): where compliance approves templates and team leads watch what
+    waits. It serves plain HTTP on loopback, for the company's reverse proxy to put TLS in front of it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8025, ge=1, le=65535)
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    """A session ends this long after its login."""
+    idle_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
+    """A session unused this long ends."""
+    secure_cookie: bool = True
+    """The session cookie is sent over HTTPS only (browsers also send it to http://127.0.0.1 and localhost)."""
+    login_attempts: int = Field(default=5, ge=1, le=1000)
+    """Failed logins allowed per account, and per client address, in ``login_window_minutes``; more are refused
+    until the window has passed."""
+    login_window_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
+    proxy_header: str = ""
+    """The header a trusted reverse proxy names the signed-in user in (e.g. X-Forwarded-User); empty: local
+    logins only. The user must have a console account: its role is the account's."""
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    """The addresses ``proxy_header`` is believed from; from any other it is ignored."""
+
+    @field_validator("proxy_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9-]{1,100}", value):
+            raise ValueError("an HTTP header name (letters, digits, dashes), or empty")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            ipaddress.ip_network(address, strict=False)  # ValueError names the address
+        return value
 
 
 class SmtpSettings(Section):

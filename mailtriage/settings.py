@@ -28,6 +28,7 @@ from mailtriage.sections import (
     CalendarSettings,
     ClassifierSettings,
     ClusterSettings,
+    ConsoleSettings,
     DeadlineSettings,
     DraftSettings,
     Folders,
@@ -54,6 +55,7 @@ __all__ = [
     "Category",
     "ClassifierSettings",
     "ClusterSettings",
+    "ConsoleSettings",
     "DEFAULT_CATEGORIES",
     "DeadlineSettings",
     "DraftSettings",
@@ -92,6 +94,7 @@ class Settings(BaseSettings):
     intake: IntakeSettings = IntakeSettings()
     store: StoreSettings = StoreSettings()
     cluster: ClusterSettings = ClusterSettings()
+    console: ConsoleSettings = ConsoleSettings()
     categories: tuple[Category, ...] = DEFAULT_CATEGORIES
     classifier: ClassifierSettings = ClassifierSettings()
     rules: tuple[Rule, ...] = ()

@@ -1,11 +1,12 @@
 """The store: per-folder sync state, one row per message with every decision about it, deadlines and the signals
-they owe, each mailbox's health, the leases through which daemons share the mailboxes, and an append-only audit log.
+they owe, each mailbox's health, the leases through which daemons share the mailboxes, the web console's accounts
+and sessions, and an append-only audit log.
 
 SQLite by default (WAL), or PostgreSQL (psycopg 3) for several daemons sharing the mailboxes, through SQLAlchemy
 Core; the schema is versioned by Alembic migrations under ``mailtriage/migrations`` and brought up to date whenever
 a store is opened. Each concern is a small repository over one engine and one transaction scope:
-``store.messages``, ``store.sync``, ``store.deadlines``, ``store.health``, ``store.leases``, ``store.audit``;
-``store.batch()`` makes the calls inside one transaction.
+``store.messages``, ``store.sync``, ``store.deadlines``, ``store.health``, ``store.leases``, ``store.accounts``,
+``store.audit``; ``store.batch()`` makes the calls inside one transaction.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from mailtriage.store.accounts import Account, Accounts, Session
 from mailtriage.store.audit import AuditLog
 from mailtriage.store.database import Database
 from mailtriage.store.deadlines import Deadlines
@@ -30,8 +32,8 @@ from mailtriage.store.records import (
 )
 
 __all__ = [
-    "AuditEvent", "DaemonRecord", "Lease", "MailboxHealth", "MessageRecord", "Outcome", "Signal", "Status", "Store",
-    "SyncState",
+    "Account", "AuditEvent", "DaemonRecord", "Lease", "MailboxHealth", "MessageRecord", "Outcome", "Session",
+    "Signal", "Status", "Store", "SyncState",
 ]  # fmt: skip
 
 
@@ -52,6 +54,7 @@ class Store:
         self.deadlines = Deadlines(self.database, self.audit)
         self.health = Health(self.database)
         self.leases = Leases(self.database)
+        self.accounts = Accounts(self.database, self.audit)
 
     @contextmanager
     def batch(self) -> Iterator[None]:

@@ -55,9 +55,21 @@ class AuditLog:
                 found.update(int(row[0]) for row in db.execute(query.distinct()))
         return found
 
-    def all(self, mailbox: str | None = None) -> list[AuditEvent]:
+    def all(self, mailbox: str | None = None, *, actions: Sequence[str] = ()) -> list[AuditEvent]:
+        """Every event (of ``mailbox``; of ``actions``), oldest first."""
         query = sa.select(self.table).order_by(self.table.c.id)
         if mailbox is not None:
             query = query.where(self.table.c.mailbox == mailbox)
+        if actions:
+            query = query.where(self.table.c.action.in_(list(actions)))
         with self.database.transaction() as db:
             return [audit_from_row(row) for row in db.execute(query)]
+
+    def recent(self, actions: Sequence[str], limit: int = 100, *, since: datetime | None = None) -> list[AuditEvent]:
+        """The latest events of these actions (any mailbox), newest first."""
+        column = self.table.c
+        query = sa.select(self.table).where(column.action.in_(list(actions)))
+        if since is not None:
+            query = query.where(column.at >= naive(since))
+        with self.database.transaction() as db:
+            return [audit_from_row(row) for row in db.execute(query.order_by(column.id.desc()).limit(limit))]

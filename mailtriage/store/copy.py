@@ -25,9 +25,10 @@ from mailtriage.store import Store
 from mailtriage.store.database import shown
 from mailtriage.store.leases import Lease
 
-COPIED = ("sync_state", "messages", "audit_log", "deadline_signals", "mailbox_health")
+COPIED = ("sync_state", "messages", "audit_log", "deadline_signals", "mailbox_health", "console_accounts")
 """The tables copied, in foreign-key order: the messages before the audit events and signals that name them.
-``mailbox_leases`` and ``daemons`` are left out: they are the running daemons' state, not the store's data."""
+``mailbox_leases``, ``daemons`` and ``console_sessions`` are left out: they are the running daemons' and the
+console's state, not the store's data (everyone signs in to the console again)."""
 CHUNK = 5_000
 """Rows read, inserted and hashed at a time: memory stays bounded whatever the store's size."""
 

@@ -22,7 +22,10 @@ from mailtriage.files import create_private
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATION_LOCK = 0x6D61696C74726961
 """The PostgreSQL advisory lock held while migrating ("mailtria")."""
-TABLES = ("sync_state", "messages", "audit_log", "deadline_signals", "mailbox_health", "mailbox_leases", "daemons")
+TABLES = (
+    "sync_state", "messages", "audit_log", "deadline_signals", "mailbox_health", "mailbox_leases", "daemons",
+    "console_accounts", "console_sessions",
+)  # fmt: skip
 
 
 class Database:

@@ -1,5 +1,5 @@
-"""Template compliance: approvals by content hash (of a template and everything it includes), what a template
-would draft and why it may not, and the review page compliance reads. The lint itself is ``policy.py``."""
+"""Template compliance: approvals by content hash (of a template and everything it includes), and why a template
+may not draft. What compliance reads of a template is ``template_review.py``; the lint itself is ``policy.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mailtriage.errors import ConfigError, TemplateError
 from mailtriage.files import write_private
@@ -26,6 +26,10 @@ NEUTRAL = {"greeting_name": "", "first_name": "", "subject": "", "references": [
 """Placeholders for the customer's values and the team's: what remains is the template's own text."""
 
 
+COMMAND_LINE = "command line"
+CONSOLE = "console"
+
+
 @dataclass(frozen=True)
 class Approval:
     sha256: str
@@ -35,6 +39,23 @@ class Approval:
     files: dict[str, str] = field(default_factory=dict)
     """Each file the approved text was made of (the template and what it includes, imports or extends) -> its
     SHA-256, so a change can be traced to the file. Empty in approvals recorded before includes were covered."""
+    via: str = ""
+    """Where it was given: "console" or "command line"; empty in approvals recorded before the console."""
+    account: str = ""
+    """The console account that gave it, its identity checked (signed in to the console, or its password given at
+    the command line); empty: ``approved_by`` is a name nobody checked."""
+    texts: dict[str, str] = field(default_factory=dict)
+    """The approved text of each file, for the diff against what it says now; empty in older approvals."""
+
+    def describe(self) -> str:
+        """Who approved, where and when, for people to read."""
+        day = self.approved_at[:10]
+        if self.account:
+            where = "in the console" if self.via == CONSOLE else "from the command line, password checked"
+            return f"approved by {self.approved_by} ({self.account}) {where} on {day}"
+        if self.via == COMMAND_LINE:
+            return f"approved from the command line as {self.approved_by!r}, a name not checked, on {day}"
+        return f"approved by {self.approved_by} on {day} (recorded before console accounts: the name was not checked)"
 
 
 def content_hash(path: Path) -> str:
@@ -107,23 +128,55 @@ def template_names(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)).removesuffix(".txt.j2") for p in folder.glob("*/*.txt.j2"))
 
 
-def approve(folder: Path, name: str, by: str, note: str, policy: Policy, now: datetime) -> Approval:
-    """Record the approval of template ``name`` as it is now.
+@dataclass(frozen=True)
+class Signature:
+    """Who gives an approval, and how sure that is (as ``Approval``'s fields of the same names)."""
+
+    by: str
+    account: str = ""
+    via: str = COMMAND_LINE
+
+
+def approve(folder: Path, name: str, signed: Signature, note: str, policy: Policy, now: datetime) -> Approval:
+    """Record the approval of template ``name`` as it is now, with its text.
 
     Raises:
         TemplateError: the template is missing or its text fails the lint (the findings are listed).
     """
-    path = folder / f"{name}.txt.j2"
-    if not path.is_file():
-        raise TemplateError(name, f"no such template: {path}")
-    sources = read_sources(folder, name)
+    sources = _existing(folder, name)
     findings = source_findings(folder, name, policy, sources)
     if findings:
         raise TemplateError(name, "refused, it fails the lint: " + "; ".join(str(f) for f in findings))
     approvals = read_approvals(folder)
-    approvals[name] = Approval(sources.sha256, by, now.isoformat(timespec="seconds"), note, sources.hashes)
+    approvals[name] = Approval(sources.sha256, signed.by, now.isoformat(timespec="seconds"), note, sources.hashes,
+                               signed.via, signed.account, dict(sources.files))  # fmt: skip
     write_approvals(folder, approvals)
     return approvals[name]
+
+
+def reject(folder: Path, name: str) -> tuple[Sources, Approval | None]:
+    """Refuse template ``name`` as it is now: when its current text is the approved one, the approval is withdrawn
+    (it drafts nothing until approved again); a change not yet approved stays unapproved. Returns what was refused,
+    and the approval withdrawn, if any. Who refused and why go to the audit log (the caller's).
+
+    Raises:
+        TemplateError: there is no such template.
+    """
+    sources = _existing(folder, name)
+    approvals = read_approvals(folder)
+    withdrawn = approvals.get(name)
+    if withdrawn is None or withdrawn.sha256 != sources.sha256:
+        return sources, None
+    del approvals[name]
+    write_approvals(folder, approvals)
+    return sources, withdrawn
+
+
+def _existing(folder: Path, name: str) -> Sources:
+    path = folder / f"{name}.txt.j2"
+    if not path.is_file() or name not in template_names(folder):
+        raise TemplateError(name, f"no such template: {path}")
+    return read_sources(folder, name)
 
 
 def source_findings(folder: Path, name: str, policy: Policy, sources: Sources | None = None) -> list[Finding]:
@@ -132,56 +185,3 @@ def source_findings(folder: Path, name: str, policy: Policy, sources: Sources | 
     language = name.partition("/")[2]
     text = render_sources(sources or read_sources(folder, name), NEUTRAL)
     return policy.lint(text, language, template=name)
-
-
-SAMPLE = {
-    "greeting_name": "Renée Lefèvre",
-    "first_name": "Renée",
-    "subject": "Commande A-10234",
-    "references": ["A-10234"],
-    "models": [],
-    "photos": False,
-    "documents": False,
-    "reason": False,
-    "signature": "",
-    "due": "2026-11-24 14:00",
-}
-
-
-def template_report(folder: Path, name: str, policy: Policy, approvals: dict[str, Approval]) -> dict[str, Any]:
-    """What compliance reads of a template: its text, the variables it uses, a sample rendering, its state."""
-    import jinja2
-    from jinja2 import meta
-
-    from mailtriage.sections import DraftSettings
-
-    sources = read_sources(folder, name)
-    source = sources.files[sources.main]
-    variables = sorted(
-        {v for text in sources.files.values() for v in meta.find_undeclared_variables(jinja2.Environment().parse(text))}
-    )
-    language = name.partition("/")[2]
-    sample = render_sources(sources, {**SAMPLE, "signature": DraftSettings().signature_for(language)})
-    findings = source_findings(folder, name, policy, sources)
-    problem = approval_problem(folder, name, approvals, sources)
-    state = "; ".join([*(str(f) for f in findings), *([problem] if problem else [])]) or (
-        f"approved by {approvals[name].approved_by} on {approvals[name].approved_at[:10]}"
-    )
-    included = {path: text for path, text in sources.files.items() if path != sources.main}
-    return {"name": name, "state": state, "variables": variables, "source": source, "included": included,
-            "sample": sample}  # fmt: skip
-
-
-def review_page(reports: list[dict[str, Any]]) -> str:
-    """Every template's report (``template_report``) as one HTML page for compliance to read."""
-    from html import escape
-
-    sections = "".join(
-        f"<section><h2>{escape(r['name'])}</h2><p>{escape(r['state'])}; variables: "
-        f"{escape(', '.join(r['variables']) or '-')}</p><h3>Template</h3><pre>{escape(r['source'])}</pre>"
-        f"<h3>Sample</h3><pre>{escape(r['sample'])}</pre></section>"
-        for r in reports
-    )
-    style = "body{font-family:sans-serif;max-width:60em;margin:auto}pre{background:#f4f4f4;padding:1em}"
-    head = f"<meta charset='utf-8'><title>mailtriage templates</title><style>{style}</style>"
-    return f"<!doctype html><html><head>{head}</head><body><h1>Reply templates</h1>{sections}</body></html>\n"

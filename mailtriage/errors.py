@@ -107,3 +107,8 @@ class TemplateError(MailtriageError):
 
 class NotifyError(MailtriageError):
     """Raised when a notification cannot be sent (the SMTP server is unreachable or refuses it)."""
+
+
+class AccountError(MailtriageError):
+    """Raised when a console account cannot do what was asked: a wrong password, an account disabled, or a role
+    that may not (a lead approving a template)."""

@@ -13,10 +13,10 @@ import math
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
@@ -26,8 +26,11 @@ from sklearn.feature_extraction.text import CountVectorizer
 from mailtriage.deadlines import OPEN, Policy
 from mailtriage.edits import DraftUse
 from mailtriage.models import MessageKind
-from mailtriage.store import AuditEvent, MessageRecord, Status
+from mailtriage.store import AuditEvent, MessageRecord, Status, Store
 from mailtriage.terminal import cell
+
+if TYPE_CHECKING:
+    from mailtriage.settings import Settings
 
 ALL = "all"
 """The language of a category's total row."""
@@ -139,6 +142,18 @@ def build_report(
     texts = {category: [record.new_text for record in messages] for category, messages in by_category.items()}
     phrases = top_phrases(texts, top)
     return Report(since, now, describe_clock(policy), tuple(rows), tuple(totals), phrases)
+
+
+def store_report(
+    store: Store, settings: Settings, *, since: datetime | None, mailbox: str | None, now: datetime
+) -> Report:
+    """The report over what ``store`` recorded (of ``mailbox``; None: every mailbox) since ``since``, on the
+    configured deadline clock, with what agents did with the drafts."""
+    from mailtriage.deadlines import policy_from_settings
+
+    built = build_report(store.messages.all(mailbox, since=since), policy=policy_from_settings(settings),
+                         threshold=settings.classifier.threshold, since=since, now=now)  # fmt: skip
+    return replace(built, drafts=draft_uses(store.audit.all(mailbox, actions=("draft-used",)), since))
 
 
 def draft_uses(events: Iterable[AuditEvent], since: datetime | None = None) -> dict[str, dict[str, int]]:
@@ -347,29 +362,23 @@ def to_csv(report: Report) -> str:
     return out.getvalue()
 
 
-def chart(report: Report, path: Path) -> None:
-    """Save a PNG of two bar charts side by side: volume per category, and median and p90 response hours per
+def chart(report: Report, target: Path | IO[bytes], form: str = "png") -> None:
+    """Save two bar charts side by side, as PNG or SVG: volume per category, and median and p90 response hours per
     category (grouped; a category with nothing answered has no bars there)."""
-    import matplotlib.pyplot as plt
-
-    figure = draw(report)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        figure.savefig(path, format="png", dpi=100)
-    finally:
-        plt.close(figure)
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    draw(report).savefig(target, format=form, dpi=100)
 
 
 def draw(report: Report) -> Any:
-    """The chart's matplotlib figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: the report is a file
-    import matplotlib.pyplot as plt
+    """The chart's matplotlib figure: made without pyplot, whose global state is not for threads (the console
+    draws in several)."""
+    from matplotlib.figure import Figure
 
     names = [total.category for total in report.totals]
     positions = np.arange(len(names))
-    figure, (volume, hours) = plt.subplots(1, 2, figsize=(max(10.0, 1.6 * len(names) + 4), 4.5))
+    figure = Figure(figsize=(max(10.0, 1.6 * len(names) + 4), 4.5))
+    volume, hours = figure.subplots(1, 2)
     volume.bar(positions, [total.volume for total in report.totals], color="tab:blue")
     _label(volume, names, "Messages per category", "messages")
     if not names:

@@ -62,32 +62,69 @@ def templates_check(ctx: click.Context) -> None:
             failed += 1
             click.echo(f"FAIL {name}: " + "; ".join(problems))
         else:
-            click.echo(f"ok   {name}: approved by {approvals[name].approved_by} on {approvals[name].approved_at[:10]}")
+            click.echo(f"ok   {name}: {approvals[name].describe()}")
     click.echo(f"{failed} of {len(template_names(folder))} templates need attention" if failed else "all templates ok")
     sys.exit(1 if failed else 0)
 
 
 @templates_group.command("approve")
 @click.argument("names", nargs=-1, required=True)
-@click.option("--by", "by", required=True, help="Who approves (recorded in the manifest).")
+@click.option("--by", "by", required=True, help="Who approves: your console account, else a name (marked unchecked).")
 @click.option("--note", default="", help="Why, or what was checked.")
+@click.option("--password-stdin", is_flag=True, help="Read the console account's password from standard input.")
 @click.pass_context
 @errors_as_lines
-def templates_approve(ctx: click.Context, names: tuple[str, ...], by: str, note: str) -> None:
+def templates_approve(ctx: click.Context, names: tuple[str, ...], by: str, note: str, password_stdin: bool) -> None:
     """Approve templates as they are now (NAME: category/language); refused when the text fails the lint.
+
+    When --by names a console account (`mailtriage console user add`), its password is asked and the approval is
+    recorded under that account; any other name is recorded as "approved from the command line", unchecked.
 
     \b
     Example:
-      mailtriage templates approve return-refund/fr --by "A. Martin" --note "ticket COMP-12"
+      mailtriage templates approve return-refund/fr --by amartin --note "ticket COMP-12"
     """
     from datetime import UTC, datetime
 
-    from mailtriage.compliance import approve
+    from mailtriage.compliance import Signature, approve
 
     folder, policy = _template_folder(ctx)
+    signer = _signer(ctx, by, password_stdin)
     for name in names:
-        approval = approve(folder, name, by, note, policy, datetime.now(UTC))
-        click.echo(f"approved {name} ({approval.sha256[:12]}) by {by}")
+        approval = approve(folder, name, Signature(signer.by, signer.account), note, policy, datetime.now(UTC))
+        signer.audit("template-approved", name, approval.sha256, note)
+        click.echo(f"approved {name} ({approval.sha256[:12]}): {approval.describe()}")
+
+
+@templates_group.command("reject")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--by", "by", required=True, help="Who rejects: your console account, else a name (marked unchecked).")
+@click.option("--note", required=True, help="Why: what the author should change.")
+@click.option("--password-stdin", is_flag=True, help="Read the console account's password from standard input.")
+@click.pass_context
+@errors_as_lines
+def templates_reject(ctx: click.Context, names: tuple[str, ...], by: str, note: str, password_stdin: bool) -> None:
+    """Refuse templates as they are now: an approved text loses its approval (it drafts nothing until approved
+    again); a change not yet approved stays unapproved. Recorded in the audit log with the note.
+
+    \b
+    Example:
+      mailtriage templates reject billing/de --by amartin --note "no dates in the second paragraph"
+    """
+    from mailtriage.compliance import reject
+
+    folder, _ = _template_folder(ctx)
+    signer = _signer(ctx, by, password_stdin)
+    for name in names:
+        sources, withdrawn = reject(folder, name)
+        signer.audit("template-rejected", name, sources.sha256, note, withdrawn=withdrawn is not None)
+        click.echo(f"rejected {name} ({sources.sha256[:12]})" + ("; its approval is withdrawn" if withdrawn else ""))
+
+
+def _signer(ctx: click.Context, by: str, password_stdin: bool) -> Any:
+    from mailtriage.cli.signer import signer_for
+
+    return signer_for(optional_settings(ctx), by, password_stdin)
 
 
 @templates_group.command("show")
@@ -103,16 +140,17 @@ def templates_show(ctx: click.Context, names: tuple[str, ...], html_file: Path |
       mailtriage templates show return-refund/fr
       mailtriage templates show --html templates-review.html
     """
-    from mailtriage.compliance import read_approvals, review_page, template_names, template_report
+    from mailtriage.compliance import read_approvals, template_names
+    from mailtriage.template_review import review, review_page
 
     folder, policy = _template_folder(ctx)
     approvals = read_approvals(folder)
-    reports = [template_report(folder, name, policy, approvals) for name in (names or template_names(folder))]
-    for report in reports:
-        click.echo(f"=== {report['name']} ({report['state']})\nvariables: {', '.join(report['variables']) or '-'}")
-        click.echo(f"--- source\n{report['source']}\n--- sample\n{report['sample']}\n")
+    reviews = [review(folder, name, policy, approvals) for name in (names or template_names(folder))]
+    for shown in reviews:
+        click.echo(f"=== {shown.name} ({shown.summary})\nvariables: {', '.join(shown.variables) or '-'}")
+        click.echo(f"--- source\n{shown.source}\n--- sample\n{shown.sample}\n")
     if html_file is not None:
-        html_file.write_text(review_page(reports), encoding="utf-8")
+        html_file.write_text(review_page(reviews), encoding="utf-8")
         click.echo(f"wrote {html_file}")
 
 

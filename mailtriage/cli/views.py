@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -148,8 +148,7 @@ def report(
       mailtriage report --csv > november.csv
       mailtriage report --since 2026-11-01 --png november.png
     """
-    from mailtriage.deadlines import policy_from_settings
-    from mailtriage.report import build_report, chart, draft_uses, render, to_csv, to_json
+    from mailtriage.report import chart, render, store_report, to_csv, to_json
     from mailtriage.scheduler import utcnow
     from mailtriage.wiring import open_store
 
@@ -157,11 +156,7 @@ def report(
         raise click.UsageError("--json or --csv, not both")
     settings = settings_of(ctx)
     start = since.replace(tzinfo=UTC) if since else None
-    store = open_store(settings)
-    records = store.messages.all(mailbox, since=start)
-    built = build_report(records, policy=policy_from_settings(settings), threshold=settings.classifier.threshold,
-                         since=start, now=utcnow())  # fmt: skip
-    built = replace(built, drafts=draft_uses(store.audit.all(mailbox), start))
+    built = store_report(open_store(settings), settings, since=start, mailbox=mailbox, now=utcnow())
     if as_json:
         click.echo(json.dumps(to_json(built), indent=2, ensure_ascii=False))
     elif as_csv:

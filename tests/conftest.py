@@ -7,12 +7,13 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import pytest
 
 from mailtriage.classify import save, seed_examples, train
 from mailtriage.store import Store
+from tests import browser as headless
 from tests import courier as courier_server
 from tests import cyrus as cyrus_server
 from tests import postgres as postgres_server
@@ -20,6 +21,9 @@ from tests.courier import CourierServer
 from tests.cyrus import CyrusServer
 from tests.dovecot import Account, DovecotServer, start_server, unavailable_reason
 from tests.postgres import PostgresServer
+
+if TYPE_CHECKING:
+    from selenium.webdriver.chrome.webdriver import WebDriver
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -105,6 +109,15 @@ def postgres() -> Iterator[PostgresServer]:
 def postgres_url(postgres: PostgresServer) -> str:
     """The URL of a fresh, empty database on the private PostgreSQL, owned by the ordinary role it names."""
     return postgres.new_database()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    """A fresh headless Chromium (Selenium's WebDriver, 1280x900) with a profile of its own, quit when the test ends;
+    skipped where Chromium, ChromeDriver or selenium is missing, a failure under CI=true."""
+    skip_or_fail(headless.unavailable_reason())
+    with headless.open_browser(tmp_path / "chromium") as driver:
+        yield driver
 
 
 @pytest.fixture(autouse=True)

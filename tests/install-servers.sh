@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs the servers the tests run against, as root on Debian 12: Dovecot, GNU Mailutils imap4d and PostgreSQL
-# with apt, and Cyrus IMAP and Courier-IMAP unpacked into a private root beside them. Debian's cyrus-imapd and
-# courier-imap each conflict with dovecot-imapd (all three provide imap-server), so apt would remove Dovecot to
-# install either: only their dependencies come from apt, and the two server packages are downloaded and unpacked
-# with dpkg -x into ${MAILTRIAGE_TEST_SERVERS:-/opt/mailtriage-test-servers}/{cyrus,courier}, where
+# Installs the servers the tests run against, as root on Debian 12: Dovecot, GNU Mailutils imap4d, PostgreSQL and
+# a headless Chromium with apt, and Cyrus IMAP and Courier-IMAP unpacked into a private root beside them. Debian's
+# cyrus-imapd and courier-imap each conflict with dovecot-imapd (all three provide imap-server), so apt would remove
+# Dovecot to install either: only their dependencies come from apt, and the two server packages are downloaded and
+# unpacked with dpkg -x into ${MAILTRIAGE_TEST_SERVERS:-/opt/mailtriage-test-servers}/{cyrus,courier}, where
 # tests/cyrus.py and tests/courier.py look for them. Safe to run again: a second run is quick and changes nothing.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -19,6 +19,9 @@ PACKAGES=(
     util-linux
     # initdb and pg_ctl for tests/postgres.py's own cluster (not the main one on 5432); psycopg[binary] has libpq.
     postgresql
+    # Chromium and its ChromeDriver for tests/browser.py (the web console's tests), which names both by path so that
+    # Selenium never downloads either.
+    chromium chromium-driver
 )
 
 if [ "$(id -u)" -ne 0 ]; then

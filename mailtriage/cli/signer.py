@@ -14,7 +14,7 @@ from mailtriage.compliance import COMMAND_LINE
 from mailtriage.errors import AccountError
 from mailtriage.settings import Settings
 from mailtriage.store import Store
-from mailtriage.store.accounts import CONSOLE
+from mailtriage.store.accounts import NO_MAILBOX
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Signer:
             return
         detail = {"template": template, "sha256": sha256, "by": self.by, "account": self.account,
                   "via": COMMAND_LINE, "note": note, **extra}  # fmt: skip
-        self.store.audit.add(CONSOLE, action, detail, now=datetime.now(UTC))
+        self.store.audit.add(NO_MAILBOX, action, detail, now=datetime.now(UTC))
 
 
 def signer_for(settings: Settings | None, by: str, password_stdin: bool) -> Signer:
@@ -63,6 +63,6 @@ def signer_for(settings: Settings | None, by: str, password_stdin: bool) -> Sign
     )  # fmt: skip
     if not check_password(account, password):
         detail = {"account": by, "address": "command line", "why": "wrong password"}
-        store.audit.add(CONSOLE, "console-login-refused", detail, now=datetime.now(UTC))
+        store.audit.add(NO_MAILBOX, "console-login-refused", detail, now=datetime.now(UTC))
         raise AccountError(f"wrong password for console account {by}")
     return Signer(account.display_name, account.name, store)

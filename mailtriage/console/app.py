@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from starlette.applications import Starlette
@@ -27,7 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mailtriage.console.auth import LoginLimit, check_password, trusted
 from mailtriage.sections import ConsoleSettings
 from mailtriage.store import Account, Session, Store
-from mailtriage.store.accounts import CONSOLE
+from mailtriage.store.accounts import NO_MAILBOX
+
+if TYPE_CHECKING:
+    from mailtriage.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ View = Callable[["Console", Request, Visitor, FormData | None], Response]
 class Console:
     """What every page needs: the settings, the store, the clock, the login limit and the page templates."""
 
-    def __init__(self, settings: Any, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(self, settings: Settings, store: Store, clock: Callable[[], datetime]) -> None:
         self.settings = settings
         self.config: ConsoleSettings = settings.console
         self.store = store
@@ -155,7 +158,7 @@ class Console:
     def refuse(self, request: Request, visitor: Visitor, why: str) -> Response:
         if request.method != "GET":
             detail = {"account": visitor.account.name, "path": request.url.path[:200], "why": why}
-            self.store.audit.add(CONSOLE, "console-refused", detail, now=self.clock())
+            self.store.audit.add(NO_MAILBOX, "console-refused", detail, now=self.clock())
         return self.render(request, "error.html", 403, title="Not allowed", message=f"Refused: {why}.")
 
     def set_session_cookie(self, response: Response, token: str) -> None:
@@ -232,7 +235,7 @@ def _login(console: Console, request: Request, form: FormData) -> Response:
 
 def _refused(console: Console, name: str, address: str, why: str, now: datetime) -> None:
     log.warning("console: login refused for %r from %s: %s", name, address, why)
-    console.store.audit.add(CONSOLE, "console-login-refused", {"account": name, "address": address, "why": why},
+    console.store.audit.add(NO_MAILBOX, "console-login-refused", {"account": name, "address": address, "why": why},
                             now=now)  # fmt: skip
 
 
@@ -280,7 +283,7 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(settings: Any, store: Store, clock: Callable[[], datetime]) -> ASGIApp:
+def create_app(settings: Settings, store: Store, clock: Callable[[], datetime]) -> ASGIApp:
     """The console for ``settings``, reading and writing ``store``."""
     from importlib.resources import files
 

@@ -13,14 +13,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from mailtriage.compliance import CONSOLE as VIA_CONSOLE
-from mailtriage.compliance import Signature, approve, read_approvals, reject, template_names
+from mailtriage.compliance import CONSOLE, Signature, approve, read_approvals, reject, template_names
 from mailtriage.console.app import Console, Visitor, endpoint
 from mailtriage.console.auth import APPROVE, READ_TEMPLATES
 from mailtriage.errors import TemplateError
 from mailtriage.policy import Policy, load_policy
 from mailtriage.store import AuditEvent
-from mailtriage.store.accounts import CONSOLE
+from mailtriage.store.accounts import NO_MAILBOX
 from mailtriage.template_review import TemplateReview, review
 
 DECISIONS = ("template-approved", "template-rejected")
@@ -103,17 +102,19 @@ def _decide(
     if not approving and not note:
         return _folder(console, request, visitor, None, error=f"Say why {name} is rejected.", status=400)
     detail = {"template": name, "sha256": seen, "by": account.display_name, "account": account.name,
-              "via": VIA_CONSOLE, "note": note}  # fmt: skip
+              "via": CONSOLE, "note": note}  # fmt: skip
     if approving:
         try:
-            signed = Signature(account.display_name, account.name, VIA_CONSOLE)
+            signed = Signature(account.display_name, account.name, CONSOLE)
             approval = approve(folder, name, signed, note, policy, now)
         except TemplateError as exc:
             return _folder(console, request, visitor, None, error=exc.reason, status=409)
-        console.store.audit.add(CONSOLE, "template-approved", {**detail, "files": approval.files}, now=now)
+        console.store.audit.add(NO_MAILBOX, "template-approved", {**detail, "files": approval.files}, now=now)
     else:
         _, withdrawn = reject(folder, name)
-        console.store.audit.add(CONSOLE, "template-rejected", {**detail, "withdrawn": withdrawn is not None}, now=now)
+        console.store.audit.add(
+            NO_MAILBOX, "template-rejected", {**detail, "withdrawn": withdrawn is not None}, now=now
+        )
     done = "approved" if approving else "rejected"
     language = request.path_params["language"]
     return RedirectResponse(f"/templates/{request.path_params['folder']}?done={done}#{language}", status_code=303)

@@ -22,7 +22,7 @@ from mailtriage.store.records import naive, utc
 
 ROLES = ("compliance", "lead", "admin")
 """compliance: reads and approves templates; lead: reads what waits, the report and the decisions; admin: both."""
-CONSOLE = ""
+NO_MAILBOX = ""
 """The audit log's mailbox column for the console's events: they belong to no mailbox."""
 
 
@@ -91,7 +91,7 @@ class Accounts:
                 changed_at=naive(account.changed_at), disabled_at=None,
             ))  # fmt: skip
             detail = {"account": account.name, "role": account.role, "by": by}
-            self.audit.write(db, CONSOLE, None, "console-account-added", detail, account.created_at)
+            self.audit.write(db, NO_MAILBOX, None, "console-account-added", detail, account.created_at)
         return True
 
     def change(self, name: str, now: datetime, *, by: str, **values: Any) -> bool:
@@ -110,7 +110,7 @@ class Accounts:
             shown = sorted("password" if key == "password_hash" else key for key in values)
             detail = {"account": name, "changed": shown, "by": by,
                       **({"role": values["role"]} if "role" in values else {})}  # fmt: skip
-            self.audit.write(db, CONSOLE, None, "console-account-changed", detail, now)
+            self.audit.write(db, NO_MAILBOX, None, "console-account-changed", detail, now)
         return True
 
     # --- sessions -------------------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ class Accounts:
                 expires_at=naive(session.expires_at), ended_at=None,
             ))  # fmt: skip
             detail = {"account": account, "method": method, "address": session.address}
-            self.audit.write(db, CONSOLE, None, "console-login", detail, now)
+            self.audit.write(db, NO_MAILBOX, None, "console-login", detail, now)
         return token, session
 
     def session(self, token: str, now: datetime, idle: timedelta) -> Session | None:
@@ -164,7 +164,7 @@ class Accounts:
             ).rowcount
             if ended:
                 detail = {"account": session.account, "method": session.method, "why": why}
-                self.audit.write(db, CONSOLE, None, "console-logout", detail, now)
+                self.audit.write(db, NO_MAILBOX, None, "console-logout", detail, now)
 
     def live_sessions(self, now: datetime) -> list[Session]:
         column = self.sessions.c

@@ -26,7 +26,7 @@ def test_a_new_store_is_migrated_to_the_latest_schema_and_reopening_keeps_its_da
     assert (record.subject, record.uid, record.received_at) == ("Broken kettle", 3, NOW)
     assert reopened.sync.get("support", "INBOX") == SyncState(uidvalidity=7, last_uid=3)
     with reopened.engine.connect() as db:
-        assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
+        assert db.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0008"
     reopened.close()
 
 

@@ -26,7 +26,7 @@ from mailtriage.mailbox.maildir import MaildirMailbox
 from mailtriage.models import Attachment, Classification, ParsedEmail, RawMessage, RouteDecision
 from mailtriage.parse import parse_message
 from mailtriage.pipeline import run_cycle
-from mailtriage.store import Outcome, Status, Store
+from mailtriage.store import Account, Outcome, Status, Store
 from mailtriage.store import copy as store_copy
 from mailtriage.store.copy import COPIED, copy_store, digests
 from mailtriage.wiring import cycle_options, triage_from_settings
@@ -64,9 +64,12 @@ def message(n: int) -> tuple[RawMessage, ParsedEmail, Outcome]:
     return raw, parsed, Outcome(status, classification, decision, due_at=received + timedelta(hours=24))
 
 
+ARGON2 = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+
+
 def populate(store: Store, count: int) -> None:
-    """``count`` messages in three mailboxes, deadline transitions with their signals (some given), answers, and
-    each mailbox's health: a row in every copied table."""
+    """``count`` messages in three mailboxes, deadline transitions with their signals (some given), answers,
+    each mailbox's health and a console account: a row in every copied table."""
     with store.batch():
         for n in range(count):
             raw, parsed, outcome = message(n)
@@ -82,6 +85,7 @@ def populate(store: Store, count: int) -> None:
         for mailbox in MAILBOXES:
             store.health.cycle_done(mailbox, error=None, backlog=3, now=NOW)
         store.health.cycle_done("Zeta", error="server said: BYE Ünavailable", backlog=0, now=NOW)
+        store.accounts.add(Account("amartin", "A. Martin", "compliance", ARGON2, NOW, NOW, None), by="test")
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +129,8 @@ def test_a_store_of_10000_messages_is_copied_to_postgresql_whole_checked_and_the
     assert [table.name for table in report.tables] == list(COPIED)
     assert rows(report)["messages"] == 10_000 and rows(report)["audit_log"] > 10_000
     assert all(table.rows > 0 for table in report.tables)
+    copied = Store(postgres_url).accounts.get("amartin")
+    assert copied is not None and copied.password_hash == ARGON2, "accounts keep their password hashes"
     assert ("messages", 5_000) in heard and ("messages", 10_000) in heard
     target = Store(postgres_url)
     try:

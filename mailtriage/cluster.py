@@ -4,8 +4,8 @@ Every ``tick`` (a third of ``lease_seconds``, or the poll interval if shorter) a
 leases, and evens out the split: with N daemons alive and M mailboxes, the daemon of rank r (oldest first) owns
 M // N mailboxes, one more if r < M % N. One over its share gives the surplus back (not a mailbox whose cycle is
 running); one under it takes free leases. A daemon that dies stops renewing: its leases expire after
-``lease_seconds`` and the others take them at their next tick. One that died on this machine (its process is
-gone) is known dead at once.
+``lease_seconds``, and the others tick again at that moment (``expiring``) and take them over. One that died on
+this machine (its process is gone) is known dead at once.
 
 Fencing: a daemon acts on a mailbox only while its lease has more than a third of ``lease_seconds`` left by its own
 monotonic clock, counted from before the renewal that extended it: an IMAP change is never begun that close to the
@@ -100,6 +100,9 @@ class Membership:
         """Leases taken since start, from a daemon that died or let them expire, or free."""
         self.lost = 0
         """Leases lost since start: not renewed in time, or taken by another daemon meanwhile."""
+        self.expiring: datetime | None = None
+        """When the soonest of the other daemons' leases runs out, as the last tick saw it: a tick at that moment
+        takes it over if its holder stopped renewing, rather than up to a tick later."""
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
 
@@ -193,6 +196,8 @@ class Membership:
         registered = {d.name for d in daemons}
         dead += sorted({lease.owner for lease in leases.values() if lease.owner and lease.owner not in registered})
         free = {m for m, lease in leases.items() if lease.free_at(now) or lease.owner in dead}
+        self.expiring = min((lease.expires_at for lease in leases.values() if lease.mailbox not in free
+                             and lease.owner != self.name and lease.expires_at is not None), default=None)  # fmt: skip
         decided = plan(self.mailboxes, alive, self.name, self.owned(), free)
         log.debug("daemon %s: %d alive (%s), holds %d, %d free: %s", self.name, len(alive), ", ".join(alive),
                   len(self.owned()), len(free), decided)  # fmt: skip

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -36,6 +37,13 @@ from mailtriage.settings import ScheduleSettings
 from mailtriage.store import Store
 
 log = logging.getLogger(__name__)
+
+WORKERS = 10
+"""Cycles and sweeps run at once, at most (APScheduler's default pool)."""
+LEASES = "leases"
+"""The executor of lease ticks: one thread of their own."""
+EXPIRY_MARGIN = timedelta(milliseconds=100)
+"""How long after another daemon's lease runs out the tick that may take it over runs."""
 
 __all__ = ["Daemon", "Duties", "Sweep", "backoff", "utcnow"]
 
@@ -215,7 +223,10 @@ class Daemon:
         if install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
-        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+        scheduler = BackgroundScheduler(
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1},
+            executors={"default": ThreadPoolExecutor(WORKERS), LEASES: ThreadPoolExecutor(1)},
+        )  # fmt: skip
         scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         logging.getLogger("apscheduler.scheduler").addFilter(NO_SKIPPED_RUNS)
         listeners: list[threading.Thread] = []
@@ -224,6 +235,8 @@ class Daemon:
                 self.membership.join()
                 self.membership.tick()  # its share of the mailboxes, before the first cycles
             self._schedule(scheduler)
+            if self.membership is not None:
+                self._tick_at_expiry(scheduler)
             for mailbox in self.mailboxes:
                 self._introduce(mailbox)
             scheduler.start()
@@ -261,8 +274,9 @@ class Daemon:
         assert self.membership is not None
         return min(self.membership.lease_seconds / 3, self.schedule.poll_interval)
 
-    def _tick(self, scheduler: BackgroundScheduler) -> None:
-        """Renew and rebalance; a mailbox just taken over is cycled at once (what its last owner left, first)."""
+    def _tick(self, scheduler: BackgroundScheduler, rearm: bool = True) -> None:
+        """Renew and rebalance; a mailbox just taken over is cycled at once (what its last owner left, first).
+        Ticks run on an executor of their own, so that cycles and sweeps filling the pool never delay them."""
         assert self.membership is not None
         try:
             taken = self.membership.tick(busy=self._busy)
@@ -273,6 +287,20 @@ class Daemon:
         by_name = {mailbox.name: mailbox for mailbox in self.mailboxes}
         for name in taken:
             self._wake(by_name[name], scheduler)
+        if rearm:
+            self._tick_at_expiry(scheduler)
+
+    def _tick_at_expiry(self, scheduler: BackgroundScheduler) -> None:
+        """Tick again when the soonest of the other daemons' leases runs out: if its holder stopped renewing, its
+        mailboxes are taken over then, not up to a tick later. A holder that renews pushes this back at every tick,
+        so it never runs; once it has run, the next regular tick (always before another lease can run out) arms
+        it again."""
+        assert self.membership is not None
+        expiring = self.membership.expiring
+        if expiring is not None and not self.stop.is_set():
+            at = expiring + EXPIRY_MARGIN
+            scheduler.add_job(self._tick, "date", run_date=at, args=[scheduler, False], id="leases-expiry",
+                              replace_existing=True, executor=LEASES, misfire_grace_time=None)  # fmt: skip
 
     def _busy(self, name: str) -> bool:
         """Whether the cycle of mailbox ``name`` runs now (it checked ``owns`` and began under this lock)."""
@@ -291,7 +319,7 @@ class Daemon:
             scheduler.add_job(self.run_sweep, IntervalTrigger(seconds=sweep.interval), args=[sweep], id=sweep.name)
         if self.membership is not None:
             scheduler.add_job(self._tick, IntervalTrigger(seconds=self.tick_interval()), args=[scheduler],
-                              id="leases", misfire_grace_time=None)  # fmt: skip
+                              id="leases", executor=LEASES, misfire_grace_time=None)  # fmt: skip
 
     def _listen(self, mailbox: Mailbox, scheduler: BackgroundScheduler) -> threading.Thread:
         """A thread that wakes the mailbox's job as soon as mail arrives, on a handle of its own."""

@@ -128,6 +128,23 @@ def test_a_daemon_that_stops_renewing_loses_its_mailboxes_to_the_others_after_th
     assert sorted(len(one.owned()) for one in alive) == [6, 6]
 
 
+def test_a_tick_tells_when_another_daemons_lease_runs_out_and_a_tick_at_that_moment_takes_it_over(
+    store: Store,
+) -> None:
+    clocks = Clocks()
+    first, second = member(store, "a", clocks), member(store, "b", clocks)
+    first.tick()
+    assert len(first.owned()) == 6 and first.expiring is None  # nobody else holds one yet
+    clocks.advance(4)
+    second.tick()
+    assert second.expiring == clocks.now() - timedelta(seconds=4) + timedelta(seconds=LEASE)
+    first.tick()  # its own renewal is not counted; b's leases are
+    assert first.expiring == clocks.now() + timedelta(seconds=LEASE)
+    clocks.advance(LEASE + 0.1)  # a stopped renewing; b ticks when a's leases run out (as the daemon schedules)
+    second.tick()
+    assert len(second.owned()) == 12 and second.expiring is None
+
+
 def test_a_paused_daemon_whose_lease_was_taken_cannot_record_into_that_mailbox(store: Store) -> None:
     """Its own clock stood still (a stopped process), so it still thinks the lease is good: the token in the store
     says otherwise, in the very transaction that would record."""

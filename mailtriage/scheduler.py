@@ -235,8 +235,6 @@ class Daemon:
                 self.membership.join()
                 self.membership.tick()  # its share of the mailboxes, before the first cycles
             self._schedule(scheduler)
-            if self.membership is not None:
-                self._tick_at_expiry(scheduler)
             for mailbox in self.mailboxes:
                 self._introduce(mailbox)
             scheduler.start()
@@ -320,6 +318,7 @@ class Daemon:
         if self.membership is not None:
             scheduler.add_job(self._tick, IntervalTrigger(seconds=self.tick_interval()), args=[scheduler],
                               id="leases", executor=LEASES, misfire_grace_time=None)  # fmt: skip
+            self._tick_at_expiry(scheduler)  # after the tick that ``run_forever`` ran before scheduling
 
     def _listen(self, mailbox: Mailbox, scheduler: BackgroundScheduler) -> threading.Thread:
         """A thread that wakes the mailbox's job as soon as mail arrives, on a handle of its own."""

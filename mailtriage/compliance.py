@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailtriage.errors import ConfigError, TemplateError
-from mailtriage.files import write_private
+from mailtriage.files import locked, write_private
 from mailtriage.policy import Finding, Policy
 from mailtriage.templates import Sources, read_sources, render_sources
 
@@ -147,11 +149,13 @@ def approve(folder: Path, name: str, signed: Signature, note: str, policy: Polic
     findings = source_findings(folder, name, policy, sources)
     if findings:
         raise TemplateError(name, "refused, it fails the lint: " + "; ".join(str(f) for f in findings))
-    approvals = read_approvals(folder)
-    approvals[name] = Approval(sources.sha256, signed.by, now.isoformat(timespec="seconds"), note, sources.hashes,
-                               signed.via, signed.account, dict(sources.files))  # fmt: skip
-    write_approvals(folder, approvals)
-    return approvals[name]
+    approval = Approval(sources.sha256, signed.by, now.isoformat(timespec="seconds"), note, sources.hashes,
+                        signed.via, signed.account, dict(sources.files))  # fmt: skip
+    with _manifest(folder, name):  # another approval at the same moment waits, rather than being overwritten
+        approvals = read_approvals(folder)
+        approvals[name] = approval
+        write_approvals(folder, approvals)
+    return approval
 
 
 def reject(folder: Path, name: str) -> tuple[Sources, Approval | None]:
@@ -163,13 +167,29 @@ def reject(folder: Path, name: str) -> tuple[Sources, Approval | None]:
         TemplateError: there is no such template.
     """
     sources = _existing(folder, name)
-    approvals = read_approvals(folder)
-    withdrawn = approvals.get(name)
-    if withdrawn is None or withdrawn.sha256 != sources.sha256:
-        return sources, None
-    del approvals[name]
-    write_approvals(folder, approvals)
+    with _manifest(folder, name):
+        approvals = read_approvals(folder)
+        withdrawn = approvals.get(name)
+        if withdrawn is None or withdrawn.sha256 != sources.sha256:
+            return sources, None
+        del approvals[name]
+        write_approvals(folder, approvals)
     return sources, withdrawn
+
+
+@contextmanager
+def _manifest(folder: Path, name: str) -> Iterator[None]:
+    """Hold the manifest's lock to change it.
+
+    Raises:
+        TemplateError: the manifest cannot be locked or written (a template folder the user may not write).
+    """
+    path = folder / MANIFEST
+    try:
+        with locked(path):
+            yield
+    except OSError as exc:
+        raise TemplateError(name, f"its approval cannot be recorded in {path}: {exc.strerror or exc}") from None
 
 
 def _existing(folder: Path, name: str) -> Sources:

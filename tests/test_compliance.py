@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
@@ -10,9 +12,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mailtriage.cli import main
-from mailtriage.compliance import NEUTRAL, template_names
+from mailtriage.compliance import MANIFEST, NEUTRAL, Signature, approve, read_approvals, template_names
 from mailtriage.draft import Drafter
 from mailtriage.errors import ConfigError, TemplateError
+from mailtriage.files import locked
 from mailtriage.parse import parse_message
 from mailtriage.policy import CLASSES, load_policy, phrase_classes
 from mailtriage.settings import DEFAULT_CATEGORIES, DraftSettings
@@ -265,3 +268,47 @@ def test_binding_wording_in_an_included_template_is_caught_at_approval(tmp_path:
     (folder / "billing" / "en.txt.j2").write_text("Hello,\n{% include 'snip/promise.txt' %}\n{{ signature }}\n")
     result = run(folder, tmp_path, "approve", "billing/en", "--by", "A. Martin")
     assert result.exit_code != 0 and "guarantee" in result.stderr
+
+
+def test_approvals_given_at_the_same_moment_are_all_recorded(tmp_path: Path) -> None:
+    folder = copy_templates(tmp_path)
+    (folder / MANIFEST).unlink()
+    names = [name for name in template_names(folder) if name.endswith("/en")]
+    approve(folder, names[0], Signature("A. Martin"), "", POLICY, datetime.now(UTC))  # the lint's English, loaded
+    start = threading.Barrier(len(names))
+
+    def sign(name: str) -> None:
+        start.wait()
+        approve(folder, name, Signature("A. Martin"), "", POLICY, datetime.now(UTC))
+
+    threads = [threading.Thread(target=sign, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(read_approvals(folder)) == names
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == [f".{MANIFEST}.lock"]
+
+
+def test_an_approval_waits_for_another_change_of_the_manifest_under_way(tmp_path: Path) -> None:
+    folder = copy_templates(tmp_path)
+    (folder / MANIFEST).unlink()
+    signing = threading.Thread(
+        target=approve, args=(folder, "billing/en", Signature("A. Martin"), "", POLICY, datetime.now(UTC))
+    )
+    with locked(folder / MANIFEST):  # as the console's other worker, or the command line, holds it
+        signing.start()
+        signing.join(timeout=0.5)
+        assert signing.is_alive() and not (folder / MANIFEST).exists()
+    signing.join(timeout=10)
+    assert list(read_approvals(folder)) == ["billing/en"]
+
+
+def test_an_approval_that_cannot_be_recorded_is_refused_in_one_line(tmp_path: Path) -> None:
+    folder = copy_templates(tmp_path)
+    (folder / f".{MANIFEST}.lock").mkdir()  # in the way, as a folder the user may not write would be
+    result = run(folder, tmp_path, "approve", "billing/en", "--by", "A. Martin")
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)  # an exit, not a traceback
+    error = result.stderr.splitlines()[-1]  # after the note that "A. Martin" is no console account
+    assert error.startswith("mailtriage: template billing/en: its approval cannot be recorded in")
+    assert "Traceback" not in result.stderr

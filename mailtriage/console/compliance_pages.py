@@ -103,18 +103,16 @@ def _decide(
         return _folder(console, request, visitor, None, error=f"Say why {name} is rejected.", status=400)
     detail = {"template": name, "sha256": seen, "by": account.display_name, "account": account.name,
               "via": CONSOLE, "note": note}  # fmt: skip
-    if approving:
-        try:
-            signed = Signature(account.display_name, account.name, CONSOLE)
-            approval = approve(folder, name, signed, note, policy, now)
-        except TemplateError as exc:
-            return _folder(console, request, visitor, None, error=exc.reason, status=409)
-        console.store.audit.add(NO_MAILBOX, "template-approved", {**detail, "files": approval.files}, now=now)
-    else:
-        _, withdrawn = reject(folder, name)
-        console.store.audit.add(
-            NO_MAILBOX, "template-rejected", {**detail, "withdrawn": withdrawn is not None}, now=now
-        )
+    try:
+        if approving:
+            approval = approve(folder, name, Signature(account.display_name, account.name, CONSOLE), note, policy, now)
+            console.store.audit.add(NO_MAILBOX, "template-approved", {**detail, "files": approval.files}, now=now)
+        else:
+            _, withdrawn = reject(folder, name)
+            withdrew = {**detail, "withdrawn": withdrawn is not None}
+            console.store.audit.add(NO_MAILBOX, "template-rejected", withdrew, now=now)
+    except TemplateError as exc:  # a finding, or the manifest could not be written
+        return _folder(console, request, visitor, None, error=exc.reason, status=409)
     done = "approved" if approving else "rejected"
     language = request.path_params["language"]
     return RedirectResponse(f"/templates/{request.path_params['folder']}?done={done}#{language}", status_code=303)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import mailbox
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -15,6 +15,8 @@ from starlette.routing import Route
 
 from mailtriage.compliance import read_approvals
 from mailtriage.console.app import SESSION_COOKIE, create_app
+from mailtriage.console.auth import LoginLimit
+from mailtriage.store import AuditEvent
 from tests.consoles import PASSWORD, Site, add_account, client, csrf, login, make_site, run_once
 from tests.helpers import now
 
@@ -117,10 +119,40 @@ def test_after_too_many_failures_even_the_right_password_waits_for_the_window(si
     answer = web.post("/login", data={"name": "amartin", "password": PASSWORD, "csrf": csrf(page.text)})
     assert answer.status_code == 429 and int(answer.headers["retry-after"]) > 0
     assert "Too many failed logins" in answer.text
-    assert login(client(site, clock), "lead") == 303, "another account from another address is not held up"
+    assert login(client(site, clock, peer="192.0.2.7"), "lead") == 303, "another account from elsewhere is not held"
+    assert login(client(site, clock), "amartin") == 429, "a console started again remembers the failures"
     clock.at += timedelta(minutes=site.settings.console.login_window_minutes + 1)
     assert login(web, "amartin") == 303
     assert audit(site, "console-login-refused")[0]["why"] == "too many failed logins"
+
+
+def test_the_login_limit_waits_until_fewer_than_its_attempts_are_in_the_window() -> None:
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+    def event(minute: int, action: str = "console-login-refused", why: str = "wrong name or password") -> AuditEvent:
+        detail = {"account": "AMartin", "address": "192.0.2.7", "why": why}
+        return AuditEvent(start + timedelta(minutes=minute), "", None, action, detail)
+
+    limit = LoginLimit(attempts=3, window=timedelta(minutes=15))
+    failures = [event(minute) for minute in (5, 4, 3, 2)]  # newest first, as the audit log reads them
+    at = start + timedelta(minutes=6)
+    assert limit.wait(failures, "amartin", None, at) == timedelta(minutes=3 + 15 - 6)  # the third newest goes out
+    assert limit.wait(failures[:2], "amartin", None, at) is None
+    assert limit.wait([event(5, why="too many failed logins"), *failures[1:3]], "amartin", None, at) is None
+    cleared = [failures[0], event(4, "console-login"), *failures[1:]]  # signed in after the failure at minute 4
+    assert limit.wait(cleared, "amartin", None, at) is None
+    assert limit.wait(cleared, "someone-else", "192.0.2.7", at) == timedelta(minutes=3 + 15 - 6)  # not the address
+    assert limit.wait(failures, "amartin", None, start + timedelta(minutes=18)) is None
+
+
+def test_an_address_that_guessed_too_often_waits_whatever_account_it_tries(site: Site) -> None:
+    clock = Clock()
+    guesser = client(site, clock, peer="198.51.100.4")
+    for n in range(site.settings.console.login_attempts):
+        assert login(guesser, f"someone-{n}", "guess") == 401
+    assert login(guesser, "lead") == 429, "a new name from the same address"
+    assert login(client(site, clock, peer="192.0.2.7"), "lead") == 303, "the account itself is not held up"
+    assert login(guesser, "lead") == 429, "nor does another's login clear the address"
 
 
 def test_passwords_are_never_stored_nor_logged_in_clear(site: Site, caplog: pytest.LogCaptureFixture) -> None:
@@ -429,6 +461,17 @@ def test_the_command_line_approves_as_a_console_account_only_with_its_password(s
     approval = read_approvals(site.templates)["billing/en"]
     assert (approval.account, approval.via) == ("amartin", "command line")
     assert audit(site, "template-approved")[0]["account"] == "amartin"
+
+
+def test_wrong_passwords_at_the_command_line_count_toward_the_console_s_login_limit(site: Site) -> None:
+    change(site, "billing/en", APPEND)
+    args = ("templates", "approve", "billing/en", "--by", "amartin", "--password-stdin")
+    for _ in range(site.settings.console.login_attempts):
+        assert cli(site, *args, stdin="wrong password\n")[0] == 1
+    code, _, err = cli(site, *args, stdin=PASSWORD + "\n")
+    assert code == 1 and "too many wrong passwords for console account amartin: try again in" in err
+    assert read_approvals(site.templates)["billing/en"].via == "", "still the approval from before the change"
+    assert login(client(site), "amartin") == 429, "nor may the console be tried instead"
 
 
 def test_the_command_line_marks_an_approval_by_a_name_without_an_account_as_unchecked(site: Site) -> None:

@@ -41,7 +41,7 @@ def signer_for(settings: Settings | None, by: str, password_stdin: bool) -> Sign
     Raises:
         AccountError: the password is wrong, the account is disabled, or its role may not approve.
     """
-    from mailtriage.console.auth import APPROVE, check_password
+    from mailtriage.console.auth import APPROVE, LoginLimit, check_password, login_wait
     from mailtriage.wiring import open_store
 
     if settings is None:
@@ -58,11 +58,20 @@ def signer_for(settings: Settings | None, by: str, password_stdin: bool) -> Sign
         raise AccountError(f"console account {by} is disabled")
     if account.role not in APPROVE:
         raise AccountError(f"console account {by} is a {account.role}: only compliance and admin accounts approve")
+    wait = login_wait(store, LoginLimit.of(settings.console), by, None, datetime.now(UTC))
+    if wait is not None:  # the console's limit: wrong passwords here count as the console's do
+        _refused(store, by, "too many failed logins")
+        minutes = max(1, round(wait.total_seconds() / 60))
+        raise AccountError(f"too many wrong passwords for console account {by}: try again in {minutes} min")
     password = sys.stdin.readline().rstrip("\n") if password_stdin else click.prompt(
         f"password of console account {by}", hide_input=True, err=True
     )  # fmt: skip
     if not check_password(account, password):
-        detail = {"account": by, "address": "command line", "why": "wrong password"}
-        store.audit.add(NO_MAILBOX, "console-login-refused", detail, now=datetime.now(UTC))
+        _refused(store, by, "wrong password")
         raise AccountError(f"wrong password for console account {by}")
     return Signer(account.display_name, account.name, store)
+
+
+def _refused(store: Store, account: str, why: str) -> None:
+    detail = {"account": account, "address": "command line", "why": why}
+    store.audit.add(NO_MAILBOX, "console-login-refused", detail, now=datetime.now(UTC))

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mailtriage.console.auth import LoginLimit, check_password, trusted
+from mailtriage.console.auth import LoginLimit, check_password, login_wait, trusted
 from mailtriage.sections import ConsoleSettings
 from mailtriage.store import Account, Session, Store
 from mailtriage.store.accounts import NO_MAILBOX
@@ -70,7 +70,7 @@ class Console:
         self.config: ConsoleSettings = settings.console
         self.store = store
         self.clock = clock
-        self.limit = LoginLimit(self.config.login_attempts, timedelta(minutes=self.config.login_window_minutes))
+        self.limit = LoginLimit.of(self.config)
         self.pages = jinja2.Environment(
             loader=jinja2.PackageLoader("mailtriage.console", "pages"), autoescape=True,
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
@@ -207,12 +207,11 @@ def _login_form(console: Console, request: Request, status: int = 200, error: st
 def _login(console: Console, request: Request, form: FormData) -> Response:
     now, address = console.clock(), console.address(request)
     name, password = str(form.get("name", "")).strip()[:100], str(form.get("password", ""))
-    keys = (f"account:{name.casefold()}", f"address:{address}")
     cookie = request.cookies.get(LOGIN_COOKIE, "")
     if not cookie or not secrets.compare_digest(str(form.get("csrf", "")), cookie):
         _refused(console, name, address, "the login form's CSRF token is missing or wrong", now)
         return _login_form(console, request, 403, "The form expired: please sign in again.", name)
-    wait = console.limit.refused(keys, now)
+    wait = login_wait(console.store, console.limit, name, address, now)
     if wait is not None:
         _refused(console, name, address, "too many failed logins", now)
         minutes = max(1, round(wait.total_seconds() / 60))
@@ -221,10 +220,8 @@ def _login(console: Console, request: Request, form: FormData) -> Response:
         return response
     account = console.store.accounts.get(name) if name else None
     if not check_password(account, password) or account is None:
-        console.limit.failed(keys, now)
-        _refused(console, name, address, "wrong name or password", now)
+        _refused(console, name, address, "wrong name or password", now)  # the limit counts it there
         return _login_form(console, request, 401, "Wrong name or password.", name)
-    console.limit.succeeded(keys[0])
     token, _ = console.store.accounts.open_session(account.name, "password", address, now, console.lifetime)
     log.info("console: %s signed in from %s", account.name, address)
     response = RedirectResponse(_local(str(form.get("next", ""))) or HOME[account.role], status_code=303)

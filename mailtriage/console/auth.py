@@ -1,13 +1,11 @@
 """Who may use the console: passwords (Argon2id), the limit on failed logins, and which role may do what.
 
-Pure but for the hashing: the clock is the caller's.
+Pure but for the hashing and ``login_wait``, which reads the audit log: the clock is the caller's.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import threading
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +13,8 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from mailtriage.store import Account
+from mailtriage.sections import ConsoleSettings
+from mailtriage.store import Account, AuditEvent, Store
 
 _HASHER = PasswordHasher()
 """argon2-cffi's defaults: Argon2id, RFC 9106's low-memory profile (64 MiB, 3 passes)."""
@@ -52,47 +51,56 @@ def password_problem(password: str) -> str | None:
     return None
 
 
-@dataclass
-class LoginLimit:
-    """At most ``attempts`` failed logins per account and per client address within ``window``; thread-safe.
+LOGIN_EVENTS = ("console-login", "console-login-refused")
+"""What a login limit reads of the audit log."""
+WRONG_PASSWORD = frozenset({"wrong name or password", "wrong password"})
+"""The refusals it counts: not those it made itself, nor an expired form."""
+READ_AT_MOST = 10_000
+"""Events read per check: the newest, which hold the failures that count even under a flood of refusals."""
 
-    Kept in the console's memory: a restart forgets the failures (every one is in the audit log regardless)."""
+
+@dataclass(frozen=True)
+class LoginLimit:
+    """At most ``attempts`` wrong passwords per account and per client address within ``window``.
+
+    Counted from the audit log's logins and refusals, not kept in memory: a restart forgets nothing, and every
+    console process and the command line count the same failures. A login clears its account's failures, not its
+    address's."""
 
     attempts: int
     window: timedelta
 
-    def __post_init__(self) -> None:
-        self._failures: dict[str, deque[datetime]] = {}
-        self._lock = threading.Lock()
+    @classmethod
+    def of(cls, config: ConsoleSettings) -> LoginLimit:
+        return cls(config.login_attempts, timedelta(minutes=config.login_window_minutes))
 
-    def refused(self, keys: Iterable[str], now: datetime) -> timedelta | None:
-        """How long until a login for these keys (account, address) may be tried again; None: now."""
-        with self._lock:
-            waits = [self._wait(key, now) for key in keys]
-        return max((wait for wait in waits if wait is not None), default=None)
+    def wait(self, events: Iterable[AuditEvent], account: str, address: str | None, now: datetime) -> timedelta | None:
+        """How long until a login to ``account`` from ``address`` (None: the command line, whose one address all
+        its users share) may be tried again; None: now. ``events``: the audit's ``LOGIN_EVENTS``, newest first."""
+        name = account.casefold()
+        mine: list[datetime] = []
+        theirs: list[datetime] = []
+        cleared = False
+        for event in events:
+            if event.at <= now - self.window:
+                break
+            who = str(event.detail.get("account", "")).casefold()
+            if event.action == "console-login":
+                cleared = cleared or who == name
+            elif event.detail.get("why") in WRONG_PASSWORD:
+                if who == name and not cleared:
+                    mine.append(event.at)
+                if address is not None and event.detail.get("address") == address:
+                    theirs.append(event.at)
+        # Newest first: once the attempts-th newest failure is out of the window, fewer than ``attempts`` are in it.
+        full = [times for times in (mine, theirs) if len(times) >= self.attempts]
+        return max((times[self.attempts - 1] + self.window - now for times in full), default=None)
 
-    def failed(self, keys: Iterable[str], now: datetime) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures.setdefault(key, deque()).append(now)
 
-    def succeeded(self, account_key: str) -> None:
-        """A good password clears the account's failures (not the address's)."""
-        with self._lock:
-            self._failures.pop(account_key, None)
-
-    def _wait(self, key: str, now: datetime) -> timedelta | None:
-        times = self._failures.get(key)
-        if not times:
-            return None
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-            return None
-        if len(times) < self.attempts:
-            return None
-        return times[0] + self.window - now
+def login_wait(store: Store, limit: LoginLimit, account: str, address: str | None, now: datetime) -> timedelta | None:
+    """``limit.wait`` on the logins and refusals the store's audit log holds within the window."""
+    events = store.audit.recent(LOGIN_EVENTS, READ_AT_MOST, since=now - limit.window)
+    return limit.wait(events, account, address, now)
 
 
 def trusted(address: str | None, proxies: Iterable[str]) -> bool:

@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from mailtriage.deadlines import Policy
-from mailtriage.store import Status, Store
+from mailtriage.store import Filters, Store
 
 
 @dataclass(frozen=True)
 class Decision:
     """One recorded message and what was decided about it."""
 
+    id: int
+    """The message's id in the store: where the next page of decisions starts."""
     time: str
     mailbox: str
     sender: str
@@ -34,31 +36,16 @@ class Decision:
     """What an agent should know before sending a draft (a Reply-To elsewhere)."""
 
 
-@dataclass(frozen=True)
-class Filters:
-    """Which decisions to show: the latest ``limit``, narrowed by whichever of the others are given."""
-
-    limit: int = 50
-    mailbox: str | None = None
-    category: str | None = None
-    status: Status | None = None
-    decided_by: str | None = None
-    since: datetime | None = None
-
-
 def decisions(store: Store, filters: Filters) -> list[Decision]:
     """The latest decisions, newest first."""
     found = []
-    records = store.messages.recent(
-        limit=filters.limit, mailbox=filters.mailbox, category=filters.category, status=filters.status,
-        decided_by=filters.decided_by, since=filters.since.replace(tzinfo=UTC) if filters.since else None,
-    )  # fmt: skip
+    records = store.messages.recent(filters)
     for record in records:
         drafts = [event.detail for event in store.audit.events(record.id, "draft-appended")]
         route = record.route
         found.append(Decision(
-            time=record.recorded_at.isoformat(timespec="seconds"), mailbox=record.mailbox, sender=record.sender,
-            subject=record.subject, category=record.category, confidence=record.confidence,
+            id=record.id, time=record.recorded_at.isoformat(timespec="seconds"), mailbox=record.mailbox,
+            sender=record.sender, subject=record.subject, category=record.category, confidence=record.confidence,
             language=record.language, decided_by=record.decided_by, reason=route.reason if route else None,
             draft=bool(route and route.template), folder=route.folder if route else None,
             status=record.status.value, error=record.error, drafts=drafts,

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mailtriage.cli import main
 from mailtriage.models import RawMessage
 from mailtriage.parse import parse_message
-from mailtriage.store import DaemonRecord, Outcome, Status, Store
+from mailtriage.store import DaemonRecord, Filters, Outcome, Status, Store
 
 IMAP = """
 [[mailboxes]]
@@ -173,7 +173,7 @@ def test_a_mail_added_to_the_kept_demo_is_always_one_the_daemon_drafts_to(tmp_pa
     code, out, _ = invoke("--config", str(config), "run", "--once")
     assert code == 0 and out.strip() == "demo: 12 new, 0 skipped, 0 failed"
     store = Store(f"sqlite:///{tmp_path / 'demo' / 'mailtriage.db'}")
-    newest = sorted(store.messages.recent(limit=12), key=lambda record: record.id)
+    newest = sorted(store.messages.recent(Filters(limit=12)), key=lambda record: record.id)
     assert len(newest) == 12 and all(store.audit.has(record.id, "draft-appended") for record in newest)
     store.close()
 

@@ -6,17 +6,21 @@ from __future__ import annotations
 import json
 import logging
 import mailbox
+import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 from starlette.routing import Route
 
 from mailtriage.compliance import read_approvals
+from mailtriage.console import lead_pages
 from mailtriage.console.app import SESSION_COOKIE, create_app
 from mailtriage.console.auth import LoginLimit
-from mailtriage.store import AuditEvent
+from mailtriage.store import AuditEvent, Filters
 from tests.consoles import PASSWORD, Site, add_account, client, csrf, login, make_site, run_once
 from tests.helpers import now
 
@@ -413,6 +417,37 @@ def test_the_report_page_shows_the_categories_the_chart_and_what_agents_did_with
     chart = web.get("/report/chart.svg?since=2020-01-01")
     assert chart.headers["content-type"].startswith("image/svg+xml") and b"<svg" in chart.content
     assert "since: a day as YYYY-MM-DD" in web.get("/report?since=yesterday").text
+
+
+def test_decisions_are_shown_a_page_at_a_time_newest_first_keeping_the_filters(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_once(site)
+    monkeypatch.setattr(lead_pages, "PAGE", 3)
+    web = client(site)
+    login(web, "lead")
+    recorded = site.store.messages.recent(Filters(limit=1000))
+    page = web.get("/decisions")
+    assert "Newest" not in page.text
+    pages = [_DECISION.findall(page.text)]
+    while older := _OLDER.search(page.text):
+        page = web.get(older.group(1).replace("&amp;", "&"))
+        assert 'href="/decisions?">Newest</a>' in page.text
+        pages.append(_DECISION.findall(page.text))
+    assert len(pages) > 1 and all(len(rows) == 3 for rows in pages[:-1]) and 0 < len(pages[-1]) <= 3
+    seen = [subject for rows in pages for subject in rows]
+    assert seen == [str(escape(record.subject)) for record in recorded]  # newest first, each once
+
+    category, count = Counter(r.category for r in recorded if r.category).most_common(1)[0]
+    assert count > 3
+    narrowed = web.get(f"/decisions?category={category}&status=nonsense")  # an unknown status: any
+    assert len(_DECISION.findall(narrowed.text)) == 3
+    older = _OLDER.search(narrowed.text)
+    assert older is not None and f"category={category}&amp;before=" in older.group(1)
+
+
+_DECISION = re.compile(r'<tr class="decision"><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td>')
+_OLDER = re.compile(r'<a rel="next" href="(/decisions\?[^"]+)">Older decisions</a>')
 
 
 def test_the_admin_sees_accounts_and_the_console_s_audit(site: Site) -> None:

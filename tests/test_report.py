@@ -20,7 +20,7 @@ from mailtriage.deadlines import Calendar, Policy, State
 from mailtriage.models import Classification, RawMessage, RouteDecision
 from mailtriage.parse import parse_message
 from mailtriage.report import Report, Row, build_report, chart, render, to_csv, to_json
-from mailtriage.store import MessageRecord, Outcome, Status, Store
+from mailtriage.store import Filters, MessageRecord, Outcome, Status, Store
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 RECEIVED = datetime(2026, 11, 17, 9, 0, tzinfo=UTC)  # a Tuesday, 10:00 in Paris
@@ -470,7 +470,7 @@ check the report against."""
 
 def test_a_report_on_a_real_store_matches_what_was_recorded(store: Store) -> None:
     populate(store, 300, NOW)
-    report = build_report(store.messages.recent(limit=10_000), policy=POLICY, threshold=THRESHOLD, now=NOW)
+    report = build_report(store.messages.recent(Filters(limit=10_000)), policy=POLICY, threshold=THRESHOLD, now=NOW)
     with store.engine.connect() as db:
         expected = {row.category: row for row in db.execute(sa.text(TOTALS))}
         query = f"SELECT id, coalesce(corrected, category) FROM messages WHERE {COUNTED}"

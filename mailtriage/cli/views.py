@@ -48,7 +48,8 @@ def review(
       mailtriage review --decided-by rule --since 2026-11-23
       mailtriage review --status needs-human --json
     """
-    from mailtriage.views import Filters, decisions
+    from mailtriage.store import Filters
+    from mailtriage.views import decisions
     from mailtriage.wiring import open_store
 
     filters = Filters(limit, mailbox, category, Status(status) if status else None, decided_by, since)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
+from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -17,9 +18,11 @@ from mailtriage.console.app import Console, Visitor, endpoint
 from mailtriage.console.auth import ADMIN, READ_MAIL
 from mailtriage.deadlines import format_span, policy_from_settings
 from mailtriage.report import Report, chart, store_report
-from mailtriage.store import Status
-from mailtriage.views import Filters, Waiting, decisions, waiting
+from mailtriage.store import Filters, Status
+from mailtriage.views import Waiting, decisions, waiting
 
+PAGE = 100
+"""Decisions shown on a page; the next page starts after its last."""
 STATES = ("breached", "warning", "on-track")
 """The order the waiting page shows them in: the most urgent first."""
 CONSOLE_EVENTS = (
@@ -78,12 +81,24 @@ def _chart(console: Console, request: Request, visitor: Visitor, form: FormData 
 
 def _decisions(console: Console, request: Request, visitor: Visitor, form: FormData | None) -> Response:
     params = request.query_params
-    category = params.get("category") or None
-    status = params.get("status") or None
+    mailboxes, categories = [m.name for m in console.settings.mailboxes], [c.name for c in console.settings.categories]
     statuses = [s.value for s in Status]
-    rows = decisions(console.store, Filters(100, None, category, Status(status) if status in statuses else None))
-    return console.render(request, "decisions.html", rows=rows, category=category or "", status=status or "",
-                          statuses=statuses, categories=[c.name for c in console.settings.categories])  # fmt: skip
+    mailbox, category, status = (_one_of(params.get(name), known) for name, known in (
+        ("mailbox", mailboxes), ("category", categories), ("status", statuses)))  # fmt: skip
+    before = int(params["before"]) if params.get("before", "").isdigit() else None
+    shown = Filters(PAGE + 1, mailbox, category, Status(status) if status else None, before=before)
+    rows = decisions(console.store, shown)
+    chosen = {"mailbox": mailbox or "", "category": category or "", "status": status or ""}
+    narrowed = {name: value for name, value in chosen.items() if value}
+    older = urlencode({**narrowed, "before": rows[PAGE - 1].id}) if len(rows) > PAGE else ""
+    newest = urlencode(narrowed) if before is not None else None
+    return console.render(request, "decisions.html", rows=rows[:PAGE], chosen=chosen, mailboxes=mailboxes,
+                          categories=categories, statuses=statuses, older=older, newest=newest)  # fmt: skip
+
+
+def _one_of(value: str | None, known: list[str]) -> str | None:
+    """A filter's value when it is one of those it may be (anything else shows every decision)."""
+    return value if value in known else None
 
 
 def _accounts(console: Console, request: Request, visitor: Visitor, form: FormData | None) -> Response:

@@ -23,6 +23,7 @@ from mailtriage.store.leases import DaemonRecord, Lease, Leases
 from mailtriage.store.messages import Messages, SyncStates
 from mailtriage.store.records import (
     AuditEvent,
+    Filters,
     MailboxHealth,
     MessageRecord,
     Outcome,
@@ -32,7 +33,7 @@ from mailtriage.store.records import (
 )
 
 __all__ = [
-    "Account", "AuditEvent", "DaemonRecord", "Lease", "MailboxHealth", "MessageRecord", "Outcome", "Session",
+    "Account", "AuditEvent", "DaemonRecord", "Filters", "Lease", "MailboxHealth", "MessageRecord", "Outcome", "Session",
     "Signal", "Status", "Store", "SyncState",
 ]  # fmt: skip
 

@@ -15,7 +15,16 @@ from mailtriage.deadlines import OPEN, State
 from mailtriage.models import MessageKind, ParsedEmail, RawMessage
 from mailtriage.store.audit import AuditLog
 from mailtriage.store.database import Database, storable
-from mailtriage.store.records import MessageRecord, Outcome, Status, SyncState, message_from_row, naive, utc
+from mailtriage.store.records import (
+    Filters,
+    MessageRecord,
+    Outcome,
+    Status,
+    SyncState,
+    message_from_row,
+    naive,
+    utc,
+)  # fmt: skip
 
 _OPEN = [state.value for state in OPEN]
 
@@ -148,27 +157,21 @@ class Messages:
             .order_by(column.id)
         )
 
-    def recent(
-        self,
-        *,
-        limit: int = 50,
-        mailbox: str | None = None,
-        category: str | None = None,
-        status: Status | None = None,
-        decided_by: str | None = None,
-        since: datetime | None = None,
-    ) -> list[MessageRecord]:
-        """The latest recorded messages, newest first, filtered by whichever of these are given."""
-        column = self.table.c
+    def recent(self, filters: Filters) -> list[MessageRecord]:
+        """The latest recorded messages, newest first, as ``filters`` narrow them."""
+        column, since = self.table.c, filters.since
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
         conditions = [
-            column.mailbox == mailbox if mailbox is not None else None,
-            column.category == category if category is not None else None,
-            column.status == status.value if status is not None else None,
-            column.decided_by.like(f"{decided_by}%") if decided_by is not None else None,
+            column.id < filters.before if filters.before is not None else None,
+            column.mailbox == filters.mailbox if filters.mailbox is not None else None,
+            column.category == filters.category if filters.category is not None else None,
+            column.status == filters.status.value if filters.status is not None else None,
+            column.decided_by.like(f"{filters.decided_by}%") if filters.decided_by is not None else None,
             column.recorded_at >= naive(since) if since is not None else None,
         ]
         query = sa.select(self.table).where(*(c for c in conditions if c is not None))
-        return self._records(query.order_by(column.id.desc()).limit(limit))
+        return self._records(query.order_by(column.id.desc()).limit(filters.limit))
 
     def categorized_since(self, mailbox: str, since: datetime) -> list[MessageRecord]:
         """Messages of ``mailbox`` recorded since ``since`` that have a category: what an agent may still re-file."""

@@ -31,6 +31,22 @@ class Status(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Filters:
+    """Which recorded messages to list: the latest ``limit``, narrowed by whichever of the others are given."""
+
+    limit: int = 50
+    mailbox: str | None = None
+    category: str | None = None
+    status: Status | None = None
+    decided_by: str | None = None
+    """A prefix: ``model`` for every model's decision, ``rule`` for every rule's."""
+    since: datetime | None = None
+    """Recorded at or after it (a naive time is UTC)."""
+    before: int | None = None
+    """Recorded before the message of this id: the next page after it."""
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What the cycle decided about a newly read message: the store records it whole, with the message."""
 

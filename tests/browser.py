@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
 
 INSTALL = "bash tests/install-servers.sh"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -117,6 +118,26 @@ def open_browser(directory: Path) -> Iterator[WebDriver]:
         yield driver
     finally:
         driver.quit()
+
+
+def follow(driver: WebDriver, element: WebElement) -> None:
+    """Click ``element`` (a link, or a form's button) and return once the page it leads to has loaded.
+
+    A click only starts a navigation: ChromeDriver may return before the form's POST is answered, and then
+    ``current_url`` and ``find_element`` still see the page that was clicked. So the old page's root element is
+    held, and the wait lasts until it is gone from the document and the new one is complete.
+
+    Raises:
+        selenium.common.exceptions.TimeoutException: when no new page has loaded within ``PAGE_LOAD_TIMEOUT``.
+    """
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = driver.find_element("tag name", "html")
+    element.click()
+    wait = WebDriverWait(driver, PAGE_LOAD_TIMEOUT)
+    wait.until(expected_conditions.staleness_of(page))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def screenshot(driver: WebDriver, path: Path) -> Path:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.browser import SCREENSHOT_MAX_HEIGHT, WINDOW, screenshot
+from tests.browser import SCREENSHOT_MAX_HEIGHT, WINDOW, follow, screenshot
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
@@ -89,7 +89,7 @@ def test_the_browser_fills_in_a_form_submits_it_and_shows_the_servers_answer(bro
     assert browser.title == "Assign"
     browser.find_element(By.ID, "assignee").send_keys("Ada <ops>")
     Select(browser.find_element(By.ID, "queue")).select_by_visible_text("refunds")
-    browser.find_element(By.ID, "assign").click()
+    follow(browser, browser.find_element(By.ID, "assign"))
 
     assert browser.find_element(By.ID, "result").text == "Ada <ops> now handles refunds."  # waits for the page
     assert browser.title == "Assigned"

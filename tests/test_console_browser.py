@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from email.utils import format_datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,6 +21,9 @@ from tests import browser as headless
 from tests.consoles import PASSWORD, Site, add_account, make_site, run_once
 from tests.dovecot import free_port
 from tests.helpers import now
+
+if TYPE_CHECKING:
+    from selenium.webdriver.chrome.webdriver import WebDriver
 
 pytestmark = pytest.mark.browser
 
@@ -62,23 +66,23 @@ def _wait_for(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail("mailtriage console did not listen within 30 s")
 
 
-def sign_in(driver: object, base: str, name: str) -> None:
+def sign_in(driver: WebDriver, base: str, name: str) -> None:
     from selenium.webdriver.common.by import By
 
-    driver.get(f"{base}/login")  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "name").send_keys(name)  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "password").send_keys(PASSWORD)  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "sign-in").click()  # type: ignore[attr-defined]
+    driver.get(f"{base}/login")
+    driver.find_element(By.ID, "name").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    headless.follow(driver, driver.find_element(By.ID, "sign-in"))
 
 
-def shot(driver: object, name: str) -> None:
+def shot(driver: WebDriver, name: str) -> None:
     folder = os.environ.get("MAILTRIAGE_SCREENSHOTS")
     if folder:
-        headless.screenshot(driver, Path(folder) / f"{name}.png")  # type: ignore[arg-type]
+        headless.screenshot(driver, Path(folder) / f"{name}.png")
 
 
 def test_compliance_signs_in_sees_a_finding_and_approves_the_mended_template(
-    served: tuple[Site, str], browser: object
+    served: tuple[Site, str], browser: WebDriver
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -87,30 +91,30 @@ def test_compliance_signs_in_sees_a_finding_and_approves_the_mended_template(
     original = template.read_text(encoding="utf-8")
     template.write_text(original.replace("get back to you.", "get back to you." + BINDING, 1), encoding="utf-8")
     sign_in(browser, base, "amartin")
-    assert browser.current_url == f"{base}/templates"  # type: ignore[attr-defined]
-    assert "A. Martin (compliance)" in browser.find_element(By.ID, "who").text  # type: ignore[attr-defined]
+    assert browser.current_url == f"{base}/templates"
+    assert "A. Martin (compliance)" in browser.find_element(By.ID, "who").text
     shot(browser, "templates")
-    browser.find_element(By.LINK_TEXT, "billing").click()  # type: ignore[attr-defined]
-    section = browser.find_element(By.ID, "en")  # type: ignore[attr-defined]
+    headless.follow(browser, browser.find_element(By.LINK_TEXT, "billing"))
+    section = browser.find_element(By.ID, "en")
     findings = section.find_element(By.CSS_SELECTOR, "table.findings").text
     assert "guarantee" in findings and "contractual promise" in findings and "en-time-limit" in findings
     assert not section.find_element(By.CSS_SELECTOR, "button.approve").is_enabled()
     shot(browser, "template-finding")
 
     template.write_text(original.replace("get back to you.", "get back to you." + FIXED, 1), encoding="utf-8")
-    browser.refresh()  # type: ignore[attr-defined]
-    section = browser.find_element(By.ID, "en")  # type: ignore[attr-defined]
+    browser.refresh()
+    section = browser.find_element(By.ID, "en")
     assert (
         "changed since its approval" in section.text
         and FIXED.strip() in section.find_element(By.CSS_SELECTOR, "pre.diff").text
     )
     shot(browser, "template-diff")
     section.find_element(By.CSS_SELECTOR, "form[action$='/approve'] input[name=note]").send_keys("COMP-12 checked")
-    section.find_element(By.CSS_SELECTOR, "button.approve").click()
-    assert "You approved it" in browser.find_element(By.ID, "done").text  # type: ignore[attr-defined]
-    section = browser.find_element(By.ID, "en")  # type: ignore[attr-defined]
+    headless.follow(browser, section.find_element(By.CSS_SELECTOR, "button.approve"))
+    assert "You approved it" in browser.find_element(By.ID, "done").text
+    section = browser.find_element(By.ID, "en")
     assert "approved by A. Martin (amartin) in the console" in section.find_element(By.CSS_SELECTOR, ".approval").text
-    history = browser.find_element(By.CSS_SELECTOR, "table.history").text  # type: ignore[attr-defined]
+    history = browser.find_element(By.CSS_SELECTOR, "table.history").text
     assert "COMP-12 checked" in history and "amartin" in history
     approval = read_approvals(site.templates)["billing/en"]
     assert (approval.account, approval.via, approval.note) == ("amartin", "console", "COMP-12 checked")
@@ -119,14 +123,14 @@ def test_compliance_signs_in_sees_a_finding_and_approves_the_mended_template(
 
 
 def test_a_lead_sees_a_message_in_the_warning_state_appear_after_a_sweep(
-    served: tuple[Site, str], browser: object
+    served: tuple[Site, str], browser: WebDriver
 ) -> None:
     from selenium.webdriver.common.by import By
 
     site, base = served
     sign_in(browser, base, "lead")
-    assert browser.current_url == f"{base}/waiting"  # type: ignore[attr-defined]
-    before = browser.find_elements(By.CSS_SELECTOR, "#warning tr.message")  # type: ignore[attr-defined]
+    assert browser.current_url == f"{base}/waiting"
+    before = browser.find_elements(By.CSS_SELECTOR, "#warning tr.message")
     assert not any("A-77" in row.text for row in before)
     mailbox.Maildir(site.root / "Maildir").add(
         "From: Nora <nora@example.org>\r\nTo: support@example.com\r\nSubject: Where is order A-77?\r\n"
@@ -134,24 +138,19 @@ def test_a_lead_sees_a_message_in_the_warning_state_appear_after_a_sweep(
         "Hello, my order A-77 has not arrived yet. Could you tell me where it is?\r\n"
     )
     run_once(site)  # a cycle, then the deadline sweep
-    browser.refresh()  # type: ignore[attr-defined]
-    rows = browser.find_elements(By.CSS_SELECTOR, "#warning tr.message")  # type: ignore[attr-defined]
+    browser.refresh()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#warning tr.message")
     assert len(rows) == len(before) + 1
     [row] = [row for row in rows if "A-77" in row.text]
     assert "Where is order A-77?" in row.text and "nora@example.org" in row.text
     shot(browser, "waiting")
-    browser.find_element(By.LINK_TEXT, "Report").click()  # type: ignore[attr-defined]
-    assert "order-delivery" in browser.find_element(By.CSS_SELECTOR, "table.report").text  # type: ignore[attr-defined]
-    assert (
-        browser.execute_script(  # type: ignore[attr-defined]
-            "return document.querySelector('img.chart').naturalWidth"
-        )
-        > 0
-    ), "the chart is drawn"
+    headless.follow(browser, browser.find_element(By.LINK_TEXT, "Report"))
+    assert "order-delivery" in browser.find_element(By.CSS_SELECTOR, "table.report").text
+    assert browser.execute_script("return document.querySelector('img.chart').naturalWidth") > 0, "the chart is drawn"
     shot(browser, "report")
-    browser.find_element(By.LINK_TEXT, "Decisions").click()  # type: ignore[attr-defined]
-    assert "Where is order A-77?" in browser.find_element(By.CSS_SELECTOR, "table.decisions").text  # type: ignore[attr-defined]
+    headless.follow(browser, browser.find_element(By.LINK_TEXT, "Decisions"))
+    assert "Where is order A-77?" in browser.find_element(By.CSS_SELECTOR, "table.decisions").text
     shot(browser, "decisions")
-    browser.find_element(By.CSS_SELECTOR, "header .logout button").click()  # type: ignore[attr-defined]
-    browser.get(f"{base}/waiting")  # type: ignore[attr-defined]
-    assert browser.current_url.startswith(f"{base}/login")  # type: ignore[attr-defined]
+    headless.follow(browser, browser.find_element(By.CSS_SELECTOR, "header .logout button"))
+    browser.get(f"{base}/waiting")
+    assert browser.current_url.startswith(f"{base}/login")

@@ -91,7 +91,7 @@ def test_the_browser_fills_in_a_form_submits_it_and_shows_the_servers_answer(bro
     Select(browser.find_element(By.ID, "queue")).select_by_visible_text("refunds")
     follow(browser, browser.find_element(By.ID, "assign"))
 
-    assert browser.find_element(By.ID, "result").text == "Ada <ops> now handles refunds."  # waits for the page
+    assert browser.find_element(By.ID, "result").text == "Ada <ops> now handles refunds."
     assert browser.title == "Assigned"
     assert site.posted == [{"assignee": ["Ada <ops>"], "queue": ["refunds"]}]
 
